@@ -1,0 +1,24 @@
+"""Shared test fixtures: where the real datasets are, skipping cleanly when they are absent."""
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """The folder of real datasets beside the checkout; skips the test when it is not there."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"real datasets not found at {SHARED_DATASETS}")
+    return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def autodl_samples(shared_datasets: Path) -> Path:
+    """The organizers' AutoDL sample datasets (miniciao, Monkeys)."""
+    path = shared_datasets / "autodl_samples"
+    if not path.is_dir():
+        pytest.skip(f"AutoDL samples not found at {path}")
+    return path
