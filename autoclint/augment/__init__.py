@@ -1,0 +1,39 @@
+"""Training-time augmentation: the AutoAugment op set, the CIFAR-10 policy archive and the light
+Fast AutoAugment search that picks sub-policies by their effect on a frozen model's validation NAUC."""
+
+from autoclint.augment.pipeline import (
+    AugmentStrategy,
+    IdentityAugment,
+    PolicyAugment,
+    TrivialAugment,
+    make_augment,
+)
+from autoclint.augment.policies import CIFAR10_ARCHIVE, Op, SubPolicy, load_archive
+from autoclint.augment.search import (
+    CandidateScore,
+    SearchPlan,
+    SearchResult,
+    ValidationEvaluator,
+    make_validation_evaluator,
+    plan_search_budget,
+    search_policies,
+)
+
+__all__ = [
+    "AugmentStrategy",
+    "CIFAR10_ARCHIVE",
+    "CandidateScore",
+    "IdentityAugment",
+    "Op",
+    "PolicyAugment",
+    "SearchPlan",
+    "SearchResult",
+    "SubPolicy",
+    "TrivialAugment",
+    "ValidationEvaluator",
+    "load_archive",
+    "make_augment",
+    "make_validation_evaluator",
+    "plan_search_budget",
+    "search_policies",
+]
