@@ -1,0 +1,147 @@
+"""Ingestion, parent side: runs the model in a child process, watches it, and kills it at the time budget.
+
+Running the model in its own process group lets the harness stop it at the budget whatever it is
+doing and still score every prediction it wrote; `end.txt` is completed here when the child could not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from autoclint.harness.ingestion_worker import write_end_file
+from autoclint.harness.scoring import read_end_file, read_start_file
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestionConfig:
+    """One ingestion run: which model, which data, where predictions go, and the time limits."""
+
+    dataset_dir: Path
+    code_dir: Path
+    output_dir: Path
+    time_budget: float = 1200.0
+    startup_limit: float = 1200.0
+    count_startup: bool = False
+    kill_grace: float = 2.0
+    setup_allowance: float = 120.0
+    poll_interval: float = 0.25
+
+
+@dataclass
+class IngestionResult:
+    """How an ingestion run ended."""
+
+    success: bool
+    duration: float
+    killed_at_budget: bool
+    returncode: int | None
+
+
+def worker_command(config: IngestionConfig) -> list[str]:
+    """The command line of the child process, with the same interpreter as this one."""
+    command = [
+        sys.executable, "-m", "autoclint.harness.ingestion_worker",
+        "--dataset_dir", str(config.dataset_dir),
+        "--code_dir", str(config.code_dir),
+        "--output_dir", str(config.output_dir),
+        "--time_budget", str(config.time_budget),
+        "--startup_limit", str(config.startup_limit),
+    ]
+    return command + (["--count_startup"] if config.count_startup else [])
+
+
+def _child_environment() -> dict[str, str]:
+    """The child's environment: this one, with the autoclint package importable."""
+    environment = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    paths = [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p]
+    environment["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in paths if p != package_root])
+    return environment
+
+
+def kill_process_group(process: subprocess.Popen, grace: float = 1.0) -> None:
+    """Stop the child and everything it started: SIGTERM to its group, SIGKILL if still alive after `grace`."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _deadline(config: IngestionConfig, launch_time: float) -> float:
+    """When the child must be gone: the budget after start.txt's start time, else the start-up limit.
+
+    Before the budget starts the child enforces the constructor's limit itself; this backstop adds
+    `setup_allowance` for importing TensorFlow and opening the data.
+    """
+    start = read_start_file(config.output_dir)
+    if start is None:
+        return launch_time + config.startup_limit + config.setup_allowance + config.kill_grace
+    return start.start_time + config.time_budget + config.kill_grace
+
+
+def _clear_previous_run(output_dir: Path) -> None:
+    """Remove the files of an earlier run in `output_dir` so that they are not scored again."""
+    for path in output_dir.iterdir():
+        if path.is_file() and (".predict_" in path.name or path.name in ("start.txt", "end.txt")):
+            path.unlink()
+
+
+def run_ingestion(config: IngestionConfig, on_poll: Callable[[], None] | None = None) -> IngestionResult:
+    """Run the model of `config.code_dir` on `config.dataset_dir`; `on_poll` is called while it runs."""
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _clear_previous_run(output_dir)
+    launch_time = time.time()
+    process = subprocess.Popen(worker_command(config), env=_child_environment(), start_new_session=True)
+    killed = False
+    try:
+        while process.poll() is None:
+            if on_poll is not None:
+                on_poll()
+            if time.time() > _deadline(config, launch_time):
+                logger.warning("time limit reached: stopping the model (pid %d)", process.pid)
+                kill_process_group(process)
+                killed = True
+                break
+            time.sleep(config.poll_interval)
+    finally:
+        if process.poll() is None:  # interrupted (e.g. Ctrl-C): never leave the model running
+            kill_process_group(process)
+    return _finish(config, process, launch_time, killed)
+
+
+def _finish(config: IngestionConfig, process: subprocess.Popen, launch_time: float, killed: bool) -> IngestionResult:
+    """Complete `end.txt` when the child could not, and summarise how the run ended.
+
+    A run stopped at the budget counts as successful, as on the platform: its predictions are scored.
+    """
+    end = read_end_file(config.output_dir)
+    if end is None or killed:
+        start = read_start_file(config.output_dir)
+        start_time = start.start_time if start else launch_time
+        now = time.time()
+        success = killed and start is not None
+        write_end_file(config.output_dir, now - start_time, success, now, killed_at_time_budget=int(killed))
+        end = read_end_file(config.output_dir)
+    return IngestionResult(
+        success=end.get("ingestion_success") == "1",
+        duration=float(end["ingestion_duration"]),
+        killed_at_budget=killed,
+        returncode=process.returncode,
+    )
