@@ -2,6 +2,7 @@
 Fast AutoAugment search that picks sub-policies by their effect on a frozen model's validation NAUC."""
 
 from autoclint.augment.pipeline import (
+    Augment,
     AugmentStrategy,
     IdentityAugment,
     PolicyAugment,
@@ -20,6 +21,7 @@ from autoclint.augment.search import (
 )
 
 __all__ = [
+    "Augment",
     "AugmentStrategy",
     "CIFAR10_ARCHIVE",
     "CandidateScore",

@@ -61,14 +61,16 @@ class Augment:
         self.fill = fill
 
     def __call__(self, sample: torch.Tensor, rng: Optional[np.random.Generator] = None) -> torch.Tensor:
-        """Augment one uint8 image [C, H, W] or video [T, C, H, W] (one draw for all frames)."""
+        """Augment one uint8 image [C, H, W] or video [T, C, H, W] (one draw for all frames);
+        `rng` overrides the object's own generator for this call."""
         check_uint8_images(sample)
         height, width = sample.shape[-2:]
         (draw,) = self._draws(1, height, width, rng)
         return self._apply(sample, draw)
 
     def augment_batch(self, batch: torch.Tensor, rng: Optional[np.random.Generator] = None) -> torch.Tensor:
-        """Augment each sample of a uint8 batch [N, C, H, W] or [N, T, C, H, W] with its own draw."""
+        """Augment each sample of a uint8 batch [N, C, H, W] or [N, T, C, H, W] with its own draw
+        (returns the batch itself when no op fires for any sample)."""
         check_uint8_images(batch)
         if batch.ndim < 4:
             raise ValueError(f"augment_batch expects [N, C, H, W] or [N, T, C, H, W], got shape {tuple(batch.shape)}")
