@@ -1,0 +1,158 @@
+"""Every knob of the AutoCLINT model in one frozen dataclass, with named presets for ablations.
+
+The defaults follow the paper (§3.1): ResNet18 with ImageNet weights, softmax annealing τ = 8, SGD with
+nesterov momentum, a 5-epoch warm-up and a ×0.1 learning-rate drop when the training loss plateaus.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+CONFIG_ENV = "AUTOCLINT_CONFIG"
+CONFIG_FILE_NAME = "autoclint_config.json"
+DEFAULT_PRESET = "autoclint"
+ARCHITECTURES = ("resnet18", "resnet34")
+AUGMENTATIONS = ("none", "searched")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of the model and of its anytime controller (times in seconds)."""
+
+    # network
+    arch: str = "resnet18"
+    pretrained: bool = True
+    tau: float = 8.0
+    # optimiser: the learning rate follows the linear scaling rule (Goyal et al., the warm-up paper the
+    # method cites): lr_per_64 at a batch of 64, scaled with the planned batch size.
+    lr_per_64: float = 0.025
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 2.5e-4
+    warmup_epochs: int = 5
+    plateau_patience: int = 10
+    plateau_factor: float = 0.1
+    min_lr_ratio: float = 1e-3
+    # input plan
+    max_input_area: int = 64 * 64
+    max_frames: int = 8
+    batch_size: int = 64
+    steps_per_epoch: int = 0  # 0: planned from the data set size (at most max_steps_per_epoch)
+    max_steps_per_epoch: int = 30
+    valid_ratio: float = 0.1
+    max_valid: int = 256
+    probe_size: int = 256
+    # data pipeline
+    small_dataset: int = 2048  # at most this many training examples: decode all before the first step
+    loader_workers: int = 1
+    loader_queue: int = 4
+    flip: bool = True
+    # evaluation and anytime control
+    tta_flip: bool = True
+    first_slice_s: float = 2.0
+    slice_growth: float = 2.0
+    max_slice_s: float = 120.0
+    slice_patience: float = 4.0  # a call without improvement ends after this many slices
+    safety_margin_s: float = 3.0
+    eval_batch_size: int = 256
+    # augmentation search (Light Fast AutoAugment)
+    augmentation: str = "searched"
+    faa_trigger_nauc: float = 0.99
+    # reproducibility and hardware
+    seed: int = 0
+    num_threads: int = 0  # 0: all CPU cores available to this process
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"ModelConfig.arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"ModelConfig.augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
+        positive = ("tau", "lr_per_64", "max_input_area", "max_frames", "batch_size", "max_valid", "probe_size")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)!r}")
+        if not 0.0 < self.valid_ratio < 1.0:
+            raise ValueError(f"ModelConfig.valid_ratio must be in (0, 1), got {self.valid_ratio!r}")
+        if not 0.0 < self.plateau_factor < 1.0:
+            raise ValueError(f"ModelConfig.plateau_factor must be in (0, 1), got {self.plateau_factor!r}")
+
+    def lr_for_batch(self, batch_size: int) -> float:
+        """Initial learning rate for a batch size (linear scaling from a batch of 64)."""
+        return self.lr_per_64 * batch_size / 64.0
+
+    def replace(self, **overrides: Any) -> "ModelConfig":
+        """A copy with some fields changed; unknown field names are an error that names them."""
+        known = {field.name for field in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig field(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **overrides)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "autoclint": ModelConfig(),
+    "no_pretrain": ModelConfig(pretrained=False),
+    "tau=1": ModelConfig(tau=1.0),
+    "no_tta": ModelConfig(tta_flip=False),
+    "no_augment": ModelConfig(augmentation="none"),
+    "resnet34": ModelConfig(arch="resnet34"),
+    # The baseline the method is compared with: random init, SGD 0.05 at batch 64, flip, τ = 1.
+    "plain_finetune": ModelConfig(
+        pretrained=False,
+        tau=1.0,
+        lr_per_64=0.05,
+        nesterov=False,
+        warmup_epochs=0,
+        augmentation="none",
+        tta_flip=False,
+    ),
+}
+
+
+def config_from_preset(name: str, overrides: dict[str, Any] | None = None) -> ModelConfig:
+    """The named preset with optional field overrides."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown autoclint preset {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name].replace(**(overrides or {}))
+
+
+def parse_config_text(text: str, origin: str) -> ModelConfig:
+    """A preset name, or a JSON object of overrides (optionally with a "preset" key) -> ModelConfig."""
+    text = text.strip()
+    if not text.startswith("{"):
+        return config_from_preset(text)
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{origin}: not a preset name nor valid JSON: {error}") from error
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{origin}: expected a JSON object of ModelConfig overrides")
+    preset = overrides.pop("preset", DEFAULT_PRESET)
+    try:
+        return config_from_preset(preset, overrides)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{origin}: {error}") from error
+
+
+def load_config(code_dir: str | Path | None = None) -> ModelConfig:
+    """Configuration from $AUTOCLINT_CONFIG, else `autoclint_config.json` in `code_dir`, else the default."""
+    text = os.environ.get(CONFIG_ENV)
+    if text:
+        config = parse_config_text(text, f"${CONFIG_ENV}")
+        logger.info("configuration from $%s: %s", CONFIG_ENV, config)
+        return config
+    if code_dir is not None:
+        path = Path(code_dir) / CONFIG_FILE_NAME
+        if path.is_file():
+            config = parse_config_text(path.read_text(), str(path))
+            logger.info("configuration from %s: %s", path, config)
+            return config
+    return PRESETS[DEFAULT_PRESET]

@@ -1,0 +1,77 @@
+"""The one model-side door to TensorFlow: iterate any AutoDL dataset as (example, label) numpy pairs.
+
+Handles tf.data datasets in eager mode, tf.data datasets built inside a tf.compat.v1 graph (the
+platform's TF1-style ingestion) and plain iterables of numpy pairs (the TF-free reader). TensorFlow is
+never imported here unless the dataset is a TensorFlow object, which means it is already imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from types import ModuleType
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+def is_tf_dataset(dataset: Any) -> bool:
+    """Whether `dataset` is a tf.data dataset, decided without importing TensorFlow."""
+    if "tensorflow" not in sys.modules:
+        return False
+    return any(cls.__module__.startswith("tensorflow") for cls in type(dataset).__mro__)
+
+
+def _tensorflow() -> ModuleType:
+    """The TensorFlow module through the format layer's GPU-hiding import (TF is already loaded here)."""
+    try:
+        from autoclint.autodl import tf_import
+    except ImportError:  # format layer absent: the already imported module is all we need
+        return sys.modules["tensorflow"]
+    return tf_import()
+
+
+def _dataset_graph(dataset: Any) -> Any | None:
+    """The tf.compat.v1 graph a dataset was built in, or None for an eager dataset."""
+    variant = getattr(dataset, "_variant_tensor", None)
+    try:
+        return variant.graph if variant is not None else None
+    except AttributeError:  # eager tensors have no graph
+        return None
+
+
+def _iterate_graph_dataset(tf: ModuleType, dataset: Any, graph: Any) -> Iterator[Pair]:
+    """Run a one-shot iterator in the dataset's own graph and session until the data ends."""
+    with graph.as_default():
+        next_element = tf.compat.v1.data.make_one_shot_iterator(dataset).get_next()
+    with tf.compat.v1.Session(graph=graph) as session:
+        while True:
+            try:
+                example, label = session.run(next_element)
+            except tf.errors.OutOfRangeError:
+                return
+            yield np.asarray(example), np.asarray(label)
+
+
+def iterate_numpy(dataset: Any) -> Iterator[Pair]:
+    """Yield (example [T,H,W,C] float32, label [K] float32) numpy pairs in record order."""
+    if is_tf_dataset(dataset):
+        tf = _tensorflow()
+        graph = _dataset_graph(dataset)
+        if graph is not None and not (tf.executing_eagerly() and graph is tf.compat.v1.get_default_graph()):
+            logger.debug("reading a tf.data dataset built in a tf.compat.v1 graph")
+            yield from _iterate_graph_dataset(tf, dataset, graph)
+            return
+        for example, label in dataset.as_numpy_iterator():
+            yield np.asarray(example), np.asarray(label)
+        return
+    if not isinstance(dataset, Iterable):
+        raise TypeError(f"cannot read a dataset of type {type(dataset).__name__}: expected tf.data or an iterable")
+    for item in dataset:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ValueError(f"dataset items must be (example, label) pairs, got {type(item).__name__}")
+        yield np.asarray(item[0]), np.asarray(item[1])

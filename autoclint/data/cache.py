@@ -1,0 +1,126 @@
+"""In-memory uint8 cache of converted examples, filled in the background while training reads it.
+
+The disk and the decoder are touched once per example; the cache holds uint8 at the planned input
+size (never float copies), so a 175k-image set planned at 64×64×3 needs about 2 GB.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Iterator
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+class ExampleCache:
+    """A growable array of uint8 examples and float32 labels: one writer appends, readers gather."""
+
+    def __init__(self, example_shape: tuple[int, ...], num_classes: int, capacity: int = 256) -> None:
+        capacity = max(1, capacity)
+        self._examples = np.empty((capacity, *example_shape), dtype=np.uint8)
+        self._labels = np.zeros((capacity, num_classes), dtype=np.float32)
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def example_shape(self) -> tuple[int, ...]:
+        """Shape of one cached example."""
+        return self._examples.shape[1:]
+
+    def append(self, example: np.ndarray, label: np.ndarray) -> None:
+        """Store one converted example and its label vector."""
+        if self._size == len(self._examples):
+            self._grow()
+        self._examples[self._size] = example
+        self._labels[self._size] = np.asarray(label, dtype=np.float32).reshape(-1)
+        with self._lock:
+            self._size += 1
+
+    def _grow(self) -> None:
+        """Double the capacity; readers holding the old arrays keep valid data."""
+        capacity = 2 * len(self._examples)
+        examples = np.empty((capacity, *self._examples.shape[1:]), dtype=np.uint8)
+        labels = np.zeros((capacity, self._labels.shape[1]), dtype=np.float32)
+        examples[: self._size] = self._examples[: self._size]
+        labels[: self._size] = self._labels[: self._size]
+        with self._lock:
+            self._examples, self._labels = examples, labels
+
+    def gather(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the examples and labels at `indices` (all below `len(self)`)."""
+        with self._lock:
+            examples, labels, size = self._examples, self._labels, self._size
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) and (indices.min() < 0 or indices.max() >= size):
+            raise IndexError(f"cache index out of range [0, {size})")
+        return examples[indices], labels[indices]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Views of everything cached so far (examples, labels)."""
+        with self._lock:
+            return self._examples[: self._size], self._labels[: self._size]
+
+
+class CacheFiller:
+    """A daemon thread that converts examples from an iterator into a cache until it ends or is stopped."""
+
+    def __init__(
+        self,
+        source: Iterator[tuple[np.ndarray, np.ndarray]],
+        cache: ExampleCache,
+        convert: Callable[[np.ndarray], np.ndarray],
+    ) -> None:
+        self._source = source
+        self._cache = cache
+        self._convert = convert
+        self._stop = threading.Event()
+        self._finished = threading.Event()
+        self._grew = threading.Condition()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="autoclint-cache-filler", daemon=True)
+
+    def start(self) -> "CacheFiller":
+        """Begin decoding in the background."""
+        self._thread.start()
+        return self
+
+    @property
+    def finished(self) -> bool:
+        """True once the source is exhausted, failed or the filler was stopped."""
+        return self._finished.is_set()
+
+    def _run(self) -> None:
+        try:
+            for example, label in self._source:
+                if self._stop.is_set():
+                    break
+                self._cache.append(self._convert(example), label)
+                with self._grew:
+                    self._grew.notify_all()
+        except BaseException as error:  # reported to the reader through `wait_for`
+            logger.exception("decoding the data set into the cache failed")
+            self.error = error
+        finally:
+            self._finished.set()
+            with self._grew:
+                self._grew.notify_all()
+
+    def wait_for(self, count: int, timeout: float | None = None) -> int:
+        """Block until the cache holds `count` examples or decoding ended; returns the cache size."""
+        with self._grew:
+            self._grew.wait_for(lambda: len(self._cache) >= count or self.finished, timeout=timeout)
+        if self.error is not None and len(self._cache) == 0:
+            raise RuntimeError("decoding the data set failed before any example was read") from self.error
+        return len(self._cache)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to end and wait for it (it ends after the example being decoded)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
