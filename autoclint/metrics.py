@@ -27,7 +27,9 @@ def _as_2d(array: np.ndarray | Sequence, name: str) -> np.ndarray:
     return matrix
 
 
-def _check_pair(solution: np.ndarray | Sequence, prediction: np.ndarray | Sequence) -> tuple[np.ndarray, np.ndarray]:
+def _check_pair(
+    solution: np.ndarray | Sequence, prediction: np.ndarray | Sequence
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate and convert a (solution, prediction) pair to two float matrices of the same shape."""
     solution = _as_2d(solution, "solution")
     prediction = _as_2d(prediction, "prediction")

@@ -16,7 +16,8 @@ BASELINES = Path(__file__).resolve().parents[1] / "autoclint" / "harness" / "bas
 
 def test_platform_single_dash_options_are_accepted():
     argv = ["-dataset_dir=/d", "-time_budget=30", "--code_dir", "/c", "-h", "-1"]
-    assert normalise_arguments(argv) == ["--dataset_dir=/d", "--time_budget=30", "--code_dir", "/c", "-h", "-1"]
+    expected = ["--dataset_dir=/d", "--time_budget=30", "--code_dir", "/c", "-h", "-1"]
+    assert normalise_arguments(argv) == expected
 
 
 def test_digits_split_is_stratified_and_fixed():
@@ -64,9 +65,11 @@ def test_cli_zero_baseline_scores_zero_and_exits_cleanly(autodl_samples, tmp_pat
 def test_cli_exits_non_zero_when_ingestion_fails(autodl_samples, tmp_path):
     code_dir = tmp_path / "code"
     code_dir.mkdir()
-    (code_dir / "model.py").write_text("class Model:\n    def __init__(self, metadata):\n        raise ValueError('no')\n")
+    (code_dir / "model.py").write_text(
+        "class Model:\n    def __init__(self, metadata):\n        raise ValueError\n")
     code = main(["--dataset_dir", str(autodl_samples / "miniciao"), "--code_dir", str(code_dir),
-                 "--time_budget", "30", "--output_dir", str(tmp_path / "out"), "--score_dir", str(tmp_path / "s")])
+                 "--time_budget", "30", "--output_dir", str(tmp_path / "out"),
+                 "--score_dir", str(tmp_path / "s")])
     assert code == 1
     assert (tmp_path / "s" / "scores.txt").is_file()
 

@@ -1,4 +1,4 @@
-"""Ingestion runs a code directory's model in a child process, as the platform does, and survives bad models."""
+"""Ingestion runs a code directory's model in a child process, as the platform does, surviving bad models."""
 
 import textwrap
 import time

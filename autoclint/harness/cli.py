@@ -43,9 +43,11 @@ def normalise_arguments(argv: list[str]) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Options of `scripts/run_local_test.py`."""
-    parser = argparse.ArgumentParser(description="Run a model on an AutoDL dataset and score it, as the platform does.")
+    parser = argparse.ArgumentParser(
+        description="Run a model on an AutoDL dataset and score it, as the platform does."
+    )
     parser.add_argument("--dataset_dir", type=Path, default=None,
-                        help="AutoDL dataset directory (default: scikit-learn digits, converted once into a cache)")
+                        help="AutoDL dataset directory (default: scikit-learn digits, cached)")
     parser.add_argument("--code_dir", type=Path, default=None,
                         help="folder holding model.py (default: the repository root)")
     parser.add_argument("--baseline", choices=BASELINES, default=None,

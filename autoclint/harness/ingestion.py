@@ -70,7 +70,7 @@ def _child_environment() -> dict[str, str]:
 
 
 def kill_process_group(process: subprocess.Popen, grace: float = 1.0) -> None:
-    """Stop the child and everything it started: SIGTERM to its group, SIGKILL if still alive after `grace`."""
+    """Stop the child and everything it started: SIGTERM to the group, SIGKILL after `grace`."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(process.pid, sig)
@@ -126,7 +126,9 @@ def run_ingestion(config: IngestionConfig, on_poll: Callable[[], None] | None = 
     return _finish(config, process, launch_time, killed)
 
 
-def _finish(config: IngestionConfig, process: subprocess.Popen, launch_time: float, killed: bool) -> IngestionResult:
+def _finish(
+    config: IngestionConfig, process: subprocess.Popen, launch_time: float, killed: bool
+) -> IngestionResult:
     """Complete `end.txt` when the child could not, and summarise how the run ended.
 
     A run stopped at the budget counts as successful, as on the platform: its predictions are scored.

@@ -1,4 +1,4 @@
-"""The ingestion child process: runs a code directory's `model.py` on a dataset exactly as the AutoDL platform does.
+"""The ingestion child process: runs a code directory's `model.py` on a dataset as the AutoDL platform does.
 
 Run as `python -m autoclint.harness.ingestion_worker ...` by `autoclint.harness.ingestion`, which
 kills it at the time budget; everything it writes (predictions, start.txt) is written so that a kill
@@ -91,12 +91,15 @@ def format_prediction(prediction: np.ndarray) -> str:
     return "\n".join(" ".join(f"{value:.9g}" for value in row) for row in prediction) + "\n"
 
 
-def check_prediction(prediction, expected_shape: tuple[int, int], model_file: Path, target: Path) -> np.ndarray:
+def check_prediction(
+    prediction, expected_shape: tuple[int, int], model_file: Path, target: Path
+) -> np.ndarray:
     """Check a `test()` result: shape (num_test, output_dim) and finite values; errors name the files."""
     try:
         array = np.asarray(prediction, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{model_file}: test() returned something that is not a numeric array ({error})") from None
+        message = f"{model_file}: test() returned something that is not a numeric array ({error})"
+        raise ValueError(message) from None
     if array.shape != expected_shape:
         raise ValueError(
             f"{model_file}: test() returned shape {array.shape} for {target.name}, "

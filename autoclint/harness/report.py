@@ -29,7 +29,7 @@ def _step_curve(scores: RunScores) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plot_learning_curve(scores: RunScores, path: Path) -> Path:
-    """Draw NAUC against transformed time (seconds on a secondary axis), the area filled, ALC in the legend."""
+    """Draw NAUC against transformed time (seconds on top), area filled, ALC in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -24,7 +24,7 @@ SPLIT_SEED = 0
 
 
 def default_cache_dir() -> Path:
-    """Where converted sample datasets are kept: `$AUTOCLINT_DATASETS_CACHE` or `~/.cache/autoclint/datasets`."""
+    """Where converted sample datasets go: `$AUTOCLINT_DATASETS_CACHE` or ~/.cache/autoclint/datasets."""
     configured = os.environ.get(CACHE_ENV_VAR)
     if configured:
         return Path(configured).expanduser()
@@ -33,7 +33,7 @@ def default_cache_dir() -> Path:
 
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Digits as uint8 images [N,8,8,1] (0..255) split 80/20, stratified with a fixed seed, plus class names."""
+    """Digits as uint8 images [N,8,8,1] (0..255) split 80/20 (stratified, fixed seed), class names."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

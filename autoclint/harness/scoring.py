@@ -57,7 +57,7 @@ class RunScores:
 
 
 def read_key_values(path: Path) -> dict[str, str]:
-    """Parse a `key: value` file written by ingestion (only complete lines, so a file being appended is safe)."""
+    """Parse a `key: value` file written by ingestion (complete lines only: safe while appended)."""
     text = Path(path).read_text()
     complete = text if text.endswith("\n") else text.rsplit("\n", 1)[0] if "\n" in text else ""
     values: dict[str, str] = {}

@@ -58,7 +58,7 @@ def thumbnail(example):
 
 
 def extract(dataset, deadline=None, limit=None):
-    """Thumbnails and labels of a dataset, in order, stopping at `deadline` (time.time()) or `limit` examples."""
+    """Thumbnails and labels of a dataset, in order, up to `deadline` (time.time()) or `limit` examples."""
     features, labels = [], []
     for example, label in iterate_numpy(dataset):
         features.append(thumbnail(example))
@@ -69,7 +69,7 @@ def extract(dataset, deadline=None, limit=None):
 
 
 class Model:
-    """Anytime linear classifier on thumbnails: a few growing rounds of SGD passes, a prediction after each."""
+    """Anytime linear classifier on thumbnails: growing rounds of SGD passes, a prediction after each."""
 
     def __init__(self, metadata):
         self.output_dim = metadata.get_output_size()
@@ -91,7 +91,8 @@ class Model:
             self._load_training_data(dataset, started + budget / 4)
         passes = min(2 ** max(self.round - 1, 0), MAX_PASSES - self.passes_done)
         for _ in range(passes):
-            if self.passes_done and time.time() + 2 * self.seconds_per_pass > started + budget - SAFETY_SECONDS:
+            time_left = started + budget - time.time()
+            if self.passes_done and 2 * self.seconds_per_pass > time_left - SAFETY_SECONDS:
                 break
             pass_started = time.time()
             self._one_pass()
