@@ -1,0 +1,60 @@
+"""ModelConfig defaults, presets and configuration loading from the environment or a file."""
+
+import json
+
+import pytest
+
+from autoclint.config import CONFIG_ENV, CONFIG_FILE_NAME, PRESETS, ModelConfig, load_config
+
+
+def test_defaults_follow_the_paper():
+    config = ModelConfig()
+    assert (config.arch, config.pretrained, config.tau) == ("resnet18", True, 8.0)
+    assert (config.momentum, config.nesterov, config.weight_decay) == (0.9, True, 2.5e-4)
+    assert (config.warmup_epochs, config.plateau_patience, config.plateau_factor) == (5, 10, 0.1)
+    assert config.max_input_area == 64 * 64 and config.max_frames == 8
+    assert config.faa_trigger_nauc == 0.99
+
+
+def test_learning_rate_scales_linearly_with_batch():
+    config = ModelConfig()
+    assert config.lr_for_batch(64) == pytest.approx(0.025)
+    assert config.lr_for_batch(32) == pytest.approx(0.0125)
+
+
+def test_presets_change_what_their_name_says():
+    assert PRESETS["no_pretrain"].pretrained is False
+    assert PRESETS["tau=1"].tau == 1.0
+    plain = PRESETS["plain_finetune"]
+    assert (plain.pretrained, plain.tau, plain.lr_for_batch(64)) == (False, 1.0, pytest.approx(0.05))
+
+
+def test_invalid_values_are_rejected_by_name():
+    with pytest.raises(ValueError, match="arch"):
+        ModelConfig(arch="vgg")
+    with pytest.raises(ValueError, match="tau"):
+        ModelConfig(tau=0)
+    with pytest.raises(ValueError, match="nonsense"):
+        ModelConfig().replace(nonsense=1)
+
+
+def test_load_config_default_env_preset_and_json(monkeypatch, tmp_path):
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    assert load_config(tmp_path) == PRESETS["autoclint"]
+    monkeypatch.setenv(CONFIG_ENV, "tau=1")
+    assert load_config(tmp_path).tau == 1.0
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"preset": "no_pretrain", "batch_size": 32}))
+    config = load_config(tmp_path)
+    assert (config.pretrained, config.batch_size) == (False, 32)
+    monkeypatch.setenv(CONFIG_ENV, "no-such-preset")
+    with pytest.raises(ValueError, match="no-such-preset"):
+        load_config(tmp_path)
+
+
+def test_load_config_from_file_beside_model(monkeypatch, tmp_path):
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    (tmp_path / CONFIG_FILE_NAME).write_text(json.dumps({"seed": 7}))
+    assert load_config(tmp_path).seed == 7
+    (tmp_path / CONFIG_FILE_NAME).write_text("{not json")
+    with pytest.raises(ValueError, match=CONFIG_FILE_NAME):
+        load_config(tmp_path)
