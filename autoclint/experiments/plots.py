@@ -80,19 +80,21 @@ def step_curve(curve: list[list[float]], time_budget: float) -> tuple[np.ndarray
     return x, y
 
 
-def plot_curve_overlay(records: list[RunRecord], path: Path, title: str) -> Path:
-    """Overlay the learning curves of the scored `records` (a colour per method, a line per seed), ALC in the legend."""
+def plot_curve_overlay(records: list[RunRecord], path: Path, title: str, group_by: str = "method") -> Path:
+    """Overlay the learning curves of the scored `records`: a colour per `group_by` value ("method" or
+    "dataset"), a line per run, ALC in the legend."""
+    if group_by not in ("method", "dataset"):
+        raise ValueError(f"group_by must be 'method' or 'dataset', got {group_by!r}")
     records = [r for r in records if is_scored(r)]
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7.5, 4.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    methods = unique_in_order(r.method for r in records)
-    for index, method in enumerate(methods):
-        for number, record in enumerate(r for r in records if r.method == method):
+    groups = unique_in_order(getattr(r, group_by) for r in records)
+    for index, group in enumerate(groups):
+        for record in (r for r in records if getattr(r, group_by) == group):
             x, y = step_curve(record.curve, record.time_budget)
-            alc = "–" if record.alc is None else f"{record.alc:.4f}"
             axis.plot(x, y, color=colours[index % len(colours)], alpha=0.8,
-                      label=f"{method} seed {record.seed} (ALC {alc}, {record.status})")
+                      label=f"{group} seed {record.seed} (ALC {record.alc:.4f}, {record.status})")
     axis.set_xlim(0, 1)
     axis.set_ylim(-0.02, 1.02)
     axis.set_xlabel("transformed time t̃ = log(1 + t/t0) / log(1 + T/t0)")
