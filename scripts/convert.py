@@ -32,9 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     npz.add_argument("--format", choices=IMAGE_FORMATS, default="png",
                      help="how examples are stored (default: png, lossless and compact)")
     images = commands.add_parser("images", help="convert an image-folder tree (folder or .zip)")
-    images.add_argument("source", type=Path, help="folder or .zip with {train,test}/<class>/<img> or <class>/<img>")
+    images.add_argument("source", type=Path,
+                        help="folder or .zip with {train,test}/<class>/<img> or <class>/<img>")
     images.add_argument("--test-fraction", type=float, default=0.2,
-                        help="share of each class put in test when the tree has no train/test split (default 0.2)")
+                        help="share of each class put in test when the tree has no train/test split "
+                        "(default 0.2)")
     images.add_argument("--no-shuffle", action="store_true", help="keep records in sorted path order")
     images.add_argument("--seed", type=int, default=0, help="seed of the split and the shuffle (default 0)")
     for sub in (npz, images):

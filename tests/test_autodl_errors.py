@@ -104,7 +104,8 @@ def test_label_index_outside_output_dim(train_dir, reader):
     label[4] = 1.0  # output_dim is 3
     good = make_record([_png()], np.eye(3)[0], 0)
     shard = _rewrite_shard(train_dir, [good, make_record([_png()], label, 1)])
-    with pytest.raises(AutoDLFormatError, match=rf"{shard.name}: record 1: label index 4 outside \[0, output_dim=3\)"):
+    expected = rf"{shard.name}: record 1: label index 4 outside \[0, output_dim=3\)"
+    with pytest.raises(AutoDLFormatError, match=expected):
         reader(train_dir)
 
 
@@ -158,7 +159,8 @@ def test_find_dataset_accepts_a_root_with_one_dataset(tmp_path):
     x = np.zeros((1, 2, 2, 1), dtype=np.uint8)
     write_dataset(tmp_path, "only", x, [0], x, [0], num_classes=2)
     name, train_dir, test_dir, solution = find_dataset(tmp_path / "only")
-    assert (name, train_dir, solution) == ("only", tmp_path / "only/only.data/train", tmp_path / "only/only.solution")
+    assert name == "only"
+    assert (train_dir, solution) == (tmp_path / "only/only.data/train", tmp_path / "only/only.solution")
     (tmp_path / "only").rename(tmp_path / "renamed")  # the folder's own name does not matter
     assert find_dataset(tmp_path / "renamed")[0] == "only"
 

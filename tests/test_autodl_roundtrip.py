@@ -133,8 +133,8 @@ def test_sharding_keeps_record_order(tmp_path):
     assert shards == [f"sample-0000{i}-of-00003.tfrecord" for i in range(3)]
     labels = [int(np.argmax(l)) for _, l in read_split(train_dir)]
     assert labels == list(range(7))
-    assert [e.context.feature["id"].int64_list.value[0] for e in read_examples(index_split(train_dir).locations)] == \
-        list(range(7))
+    examples = read_examples(index_split(train_dir).locations)
+    assert [e.context.feature["id"].int64_list.value[0] for e in examples] == list(range(7))
 
 
 def test_sparse_records(tmp_path):
@@ -223,7 +223,8 @@ def test_convert_image_folder_with_splits_keeps_files_byte_for_byte(tmp_path):
     assert stored[:3] == [files["train/cat/a.jpg"], files["train/cat/b.png"], files["train/dog/c.png"]]
     assert stored[3].startswith(b"\x89PNG")  # BMP re-encoded losslessly
     train = read_split(train_dir)
-    np.testing.assert_array_equal(np.rint(train[3][0][0] * 255), np.asarray(Image.open(io.BytesIO(files["train/dog/d.bmp"]))))
+    bmp = np.asarray(Image.open(io.BytesIO(files["train/dog/d.bmp"])))
+    np.testing.assert_array_equal(np.rint(train[3][0][0] * 255), bmp)
     assert [int(np.argmax(l)) for _, l in train] == [0, 0, 1, 1]
     np.testing.assert_array_equal(np.loadtxt(solution, ndmin=2), [[1, 0], [0, 1]])
     assert PyAutoDLDataset(test_dir).get_metadata().get_matrix_size(0) == (-1, -1)
@@ -255,13 +256,15 @@ def test_python_reader_and_writer_never_import_tensorflow(tmp_path):
         assert len(list(dataset.get_dataset())) == 2
         assert "tensorflow" not in sys.modules, "tensorflow was imported"
     """)
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
 
 
 def test_convert_cli(tmp_path):
     script = REPO / "scripts" / "convert.py"
-    help_text = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
+    help_text = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
+                               timeout=60)
     assert help_text.returncode == 0 and "npz" in help_text.stdout and "images" in help_text.stdout
     npz = tmp_path / "cli.npz"
     np.savez(npz, x_train=_pixels(3, 4, 4, 3), y_train=np.array([0, 1, 2]), x_test=_pixels(2, 4, 4, 3),

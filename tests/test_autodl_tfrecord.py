@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from autoclint.autodl.errors import AutoDLFormatError
-from autoclint.autodl.tfrecord import crc32c, crc32c_many, masked_crc, read_records, scan_records, write_records
+from autoclint.autodl.tfrecord import (
+    crc32c,
+    crc32c_many,
+    masked_crc,
+    read_records,
+    scan_records,
+    write_records,
+)
 
 
 def test_crc32c_matches_the_standard_check_values():

@@ -15,7 +15,13 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from autoclint.autodl.writer import DEFAULT_EXAMPLES_PER_SHARD, PIL_MODES, label_matrix, write_dataset, write_encoded_images
+from autoclint.autodl.writer import (
+    DEFAULT_EXAMPLES_PER_SHARD,
+    PIL_MODES,
+    label_matrix,
+    write_dataset,
+    write_encoded_images,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +164,7 @@ def convert_image_folder(
     examples_per_shard: int = DEFAULT_EXAMPLES_PER_SHARD,
     overwrite: bool = False,
 ) -> Path:
-    """Convert an image-folder tree (folder or ``.zip``) to ``root/name``; classes are the sorted folder names.
+    """Convert an image-folder tree (folder or ``.zip``) to ``root/name``; classes are sorted folder names.
 
     ``{train,test}/<class>/<img>`` keeps its split; a plain ``<class>/<img>`` tree is split per class
     with ``test_fraction``. Records are shuffled (seeded) unless ``shuffle`` is False.
@@ -184,8 +190,8 @@ def convert_image_folder(
     return write_encoded_images(
         root,
         name or source.stem,
-        (encoded["train"], label_matrix(np.array([index_of[i.label] for i in train]), len(class_names), "train")),
-        (encoded["test"], label_matrix(np.array([index_of[i.label] for i in test]), len(class_names), "test")),
+        (encoded["train"], label_matrix([index_of[i.label] for i in train], len(class_names), "train")),
+        (encoded["test"], label_matrix([index_of[i.label] for i in test], len(class_names), "test")),
         row_count=heights.pop() if len(heights) == 1 else -1,
         col_count=widths.pop() if len(widths) == 1 else -1,
         num_channels=channels,

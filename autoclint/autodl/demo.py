@@ -47,7 +47,8 @@ def summarize(dataset_dir: str | Path, backend: str = "auto") -> str:
     label_map = dict(metadata.get_label_to_index_map())
     classes = [k for k, _ in sorted(label_map.items(), key=itemgetter(1))]
     shapes, low, high = _example_shapes(train)
-    first = [np.flatnonzero(label).tolist() for _, label in islice(_as_numpy(train.get_dataset()), FIRST_LABELS)]
+    first_pairs = islice(_as_numpy(train.get_dataset()), FIRST_LABELS)
+    first = [np.flatnonzero(label).tolist() for _, label in first_pairs]
     lines = [
         f"dataset      {name} ({Path(dataset_dir)})",
         f"reader       {type(train).__module__}.{type(train).__name__}",
@@ -64,7 +65,8 @@ def summarize(dataset_dir: str | Path, backend: str = "auto") -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m autoclint.autodl.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m autoclint.autodl.demo",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("dataset_dir", nargs="?", default=str(DEFAULT_DATASET),
                         help="dataset directory root/name (default: the miniciao sample)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="reader to use (default: auto)")

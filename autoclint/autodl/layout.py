@@ -17,7 +17,8 @@ def find_dataset(dataset_dir: str | Path) -> tuple[str, Path, Path, Path]:
         raise AutoDLFormatError(f"{dataset_dir}: dataset directory not found")
     data_dirs = sorted(p for p in dataset_dir.glob("*.data") if p.is_dir())
     if not data_dirs:
-        raise AutoDLFormatError(f"{dataset_dir}: no '<name>.data' folder (expected <name>.data/train and /test)")
+        raise AutoDLFormatError(f"{dataset_dir}: no '<name>.data' folder "
+                                "(expected <name>.data/train and <name>.data/test)")
     if len(data_dirs) > 1:
         names = ", ".join(p.name for p in data_dirs)
         raise AutoDLFormatError(f"{dataset_dir}: several datasets ({names}); pass one dataset's directory")

@@ -26,7 +26,7 @@ tf = tf_import()
 
 
 class AutoDLDataset:
-    """One split directory (``<name>.data/train`` or ``/test``) as a ``tf.data.Dataset`` of (example, label)."""
+    """One split directory (``<name>.data/train`` or ``/test``) as a tf.data.Dataset of (example, label)."""
 
     def __init__(self, dataset_name: str | Path, validate: bool = True) -> None:
         self.dataset_name_ = str(dataset_name)
@@ -35,7 +35,7 @@ class AutoDLDataset:
         self.dataset_ = self._create_dataset()
 
     def get_dataset(self) -> tf.data.Dataset:
-        """Examples float32 [T, H, W, C] (H/W None when variable) and labels float32 [output_dim], in order."""
+        """Examples float32 [T, H, W, C] (H/W None if variable) and labels float32 [output_dim], in order."""
         return self.dataset_
 
     def get_metadata(self) -> AutoDLMetadata:
@@ -89,11 +89,13 @@ class AutoDLDataset:
         JPEGs use libjpeg's accurate integer IDCT (tf.io.decode_image would use the fast one), the
         method Pillow uses, so both readers give identical arrays; it is also the more exact decode.
         """
-        image = tf.cond(tf.io.is_jpeg(data), partial(self._decode_jpeg, data), partial(self._decode_other, data))
+        image = tf.cond(tf.io.is_jpeg(data), partial(self._decode_jpeg, data),
+                        partial(self._decode_other, data))
         return tf.image.convert_image_dtype(image, tf.float32)
 
     def _decode_jpeg(self, data: tf.Tensor) -> tf.Tensor:
-        return tf.io.decode_jpeg(data, channels=self.metadata_.get_num_channels(0), dct_method="INTEGER_ACCURATE")
+        channels = self.metadata_.get_num_channels(0)
+        return tf.io.decode_jpeg(data, channels=channels, dct_method="INTEGER_ACCURATE")
 
     def _decode_other(self, data: tf.Tensor) -> tf.Tensor:
         return tf.io.decode_image(data, channels=self.metadata_.get_num_channels(0), expand_animations=False)

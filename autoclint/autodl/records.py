@@ -40,7 +40,9 @@ def feature_key(bundle_index: int, name: str) -> str:
 
 DENSE_KEY = feature_key(0, "dense_input")
 COMPRESSED_KEY = feature_key(0, "compressed")
-SPARSE_KEYS = tuple(feature_key(0, f"sparse_{n}") for n in ("col_index", "row_index", "channel_index", "value"))
+SPARSE_KEYS = tuple(
+    feature_key(0, f"sparse_{n}") for n in ("col_index", "row_index", "channel_index", "value")
+)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,9 @@ class RecordValidator:
         indices = label_indices(example)
         bad = [i for i in indices if not 0 <= i < self.output_dim]
         if bad:
-            raise AutoDLFormatError(f"{where}: label index {bad[0]} outside [0, output_dim={self.output_dim})")
+            raise AutoDLFormatError(
+                f"{where}: label index {bad[0]} outside [0, output_dim={self.output_dim})"
+            )
         scores = label_scores(example)
         if scores and len(scores) != len(indices):
             raise AutoDLFormatError(f"{where}: {len(indices)} label indices but {len(scores)} label scores")
@@ -128,7 +132,8 @@ class RecordValidator:
             raise AutoDLFormatError(f"{where}: no '{DENSE_KEY}' values")
         for step, feature in enumerate(lists[DENSE_KEY].feature):
             if len(feature.float_list.value) != self.dense_size:
-                raise AutoDLFormatError(f"{where}: time step {step} has {len(feature.float_list.value)} values, "
+                count = len(feature.float_list.value)
+                raise AutoDLFormatError(f"{where}: time step {step} has {count} values, "
                                         f"expected row*col*channels = {self.dense_size}")
 
 
@@ -229,7 +234,8 @@ def _decode_sparse(lists, size: tuple[int, int, int], where: str) -> np.ndarray:
         v = np.asarray(values[t].float_list.value, dtype=np.float32)
         if not len(r) == len(c) == len(ch) == len(v):
             raise AutoDLFormatError(f"{where}: time step {t}: sparse index and value lists differ in length")
-        if (r >= size[0]).any() or (c >= size[1]).any() or (ch >= size[2]).any() or (np.stack([r, c, ch]) < 0).any():
+        outside = (r >= size[0]) | (c >= size[1]) | (ch >= size[2]) | (r < 0) | (c < 0) | (ch < 0)
+        if outside.any():
             raise AutoDLFormatError(f"{where}: time step {t}: sparse index outside {size}")
         tensor[t, r, c, ch] = v
     return tensor

@@ -41,7 +41,8 @@ _TABLE = _byte_table()
 
 def _apply_shift(tables: np.ndarray, state: np.ndarray) -> np.ndarray:
     """Apply a linear register map given by its four byte tables."""
-    return tables[0][state & 0xFF] ^ tables[1][(state >> 8) & 0xFF] ^ tables[2][(state >> 16) & 0xFF] ^ tables[3][state >> 24]
+    low = tables[0][state & 0xFF] ^ tables[1][(state >> 8) & 0xFF]
+    return low ^ tables[2][(state >> 16) & 0xFF] ^ tables[3][state >> 24]
 
 
 def _zero_run_tables(levels: int = 40) -> np.ndarray:
@@ -184,7 +185,9 @@ def scan_records(
             if not header:
                 break
             if len(header) < _HEADER.size:
-                raise AutoDLFormatError(f"{path}: record {index}: truncated header ({len(header)} of 12 bytes)")
+                raise AutoDLFormatError(
+                    f"{path}: record {index}: truncated header ({len(header)} of {_HEADER.size} bytes)"
+                )
             length, length_crc = _HEADER.unpack(header)
             headers.append(header[:8])
             header_crcs.append(length_crc)
@@ -224,7 +227,9 @@ def read_records(locations: Sequence[RecordLocation]) -> Iterator[bytes]:
             handle.seek(location.offset)
             data = handle.read(location.length)
             if len(data) != location.length:
-                raise AutoDLFormatError(f"{location.path}: record {location.index}: file shrank while reading")
+                raise AutoDLFormatError(
+                    f"{location.path}: record {location.index}: file shrank while reading"
+                )
             yield data
     finally:
         if handle is not None:

@@ -20,7 +20,15 @@ from PIL import Image
 
 from autoclint.autodl import proto
 from autoclint.autodl.metadata import METADATA_FILENAME
-from autoclint.autodl.records import COMPRESSED_KEY, DENSE_KEY, LABEL_INDEX, LABEL_SCORE, PIL_MODES, RECORD_ID, UINT8_SCALE
+from autoclint.autodl.records import (
+    COMPRESSED_KEY,
+    DENSE_KEY,
+    LABEL_INDEX,
+    LABEL_SCORE,
+    PIL_MODES,
+    RECORD_ID,
+    UINT8_SCALE,
+)
 from autoclint.autodl.tfrecord import write_records
 
 logger = logging.getLogger(__name__)
@@ -136,14 +144,15 @@ def prepare_dataset_dir(root: str | Path, name: str, overwrite: bool) -> Path:
     dataset_dir = Path(root) / name
     if dataset_dir.exists() and any(dataset_dir.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{dataset_dir} already exists and is not empty (overwrite it with overwrite=True or --overwrite)")
+            raise FileExistsError(f"{dataset_dir} already exists and is not empty "
+                                  "(overwrite it with overwrite=True or --overwrite)")
         shutil.rmtree(dataset_dir)
     dataset_dir.mkdir(parents=True, exist_ok=True)
     return dataset_dir
 
 
 def as_examples(x: np.ndarray | Sequence[np.ndarray], what: str) -> list[np.ndarray]:
-    """Examples as [T, H, W, C] arrays: array [N,H,W] / [N,H,W,C] (images), [N,T,H,W,C] (videos), or a list."""
+    """Examples as [T, H, W, C] arrays from [N,H,W] / [N,H,W,C] (images), [N,T,H,W,C] (videos) or a list."""
     if isinstance(x, np.ndarray):
         if x.ndim == 3:
             x = x[..., None]
@@ -176,7 +185,8 @@ def label_matrix(y: np.ndarray | Sequence, num_classes: int, what: str) -> np.nd
         return matrix
     if y.ndim == 2 and y.shape[1] == num_classes:
         return y.astype(np.float32)
-    raise ValueError(f"{what}: expected class indices [N] or a [N, {num_classes}] matrix, got shape {y.shape}")
+    raise ValueError(f"{what}: expected class indices [N] or a [N, {num_classes}] matrix, "
+                     f"got shape {y.shape}")
 
 
 def infer_num_classes(y_train: np.ndarray, y_test: np.ndarray, label_names: Sequence[str] | None) -> int:
@@ -234,7 +244,9 @@ def _common_size(sizes: set[int]) -> int:
     return sizes.pop() if len(sizes) == 1 else -1
 
 
-def _records(examples: list[np.ndarray], labels: np.ndarray | None, image_format: str, what: str) -> Iterator[bytes]:
+def _records(
+    examples: list[np.ndarray], labels: np.ndarray | None, image_format: str, what: str
+) -> Iterator[bytes]:
     """Serialized records of a split, encoded lazily (labels None for the unlabelled test records)."""
     for i, example in enumerate(examples):
         where = f"{what}[{i}]"
@@ -287,7 +299,8 @@ def write_dataset(
     col_count = _common_size({e.shape[2] for e in all_examples})
     sequence_size = _common_size({e.shape[0] for e in all_examples})
     if image_format == "dense" and (row_count < 0 or col_count < 0):
-        raise ValueError("variable-size examples need image_format 'jpeg' or 'png' (dense records have a fixed size)")
+        raise ValueError("variable-size examples need image_format 'jpeg' or 'png' "
+                         "(dense records have a fixed size)")
 
     split_records = {}
     for split, (examples, labels) in splits.items():
@@ -344,6 +357,7 @@ def write_encoded_images(
         spec = SplitSpec(len(images), len(label_names), row_count, col_count, num_channels, 1, True,
                          tuple(label_names))
         rows = labels if split == "train" else [None] * len(images)
-        split_records[split] = (spec, (make_record([data], row, i) for i, (data, row) in enumerate(zip(images, rows))))
+        records = (make_record([data], row, i) for i, (data, row) in enumerate(zip(images, rows)))
+        split_records[split] = (spec, records)
     return write_splits(root, name, split_records, test[1], label_names,
                         examples_per_shard=examples_per_shard, overwrite=overwrite)

@@ -132,7 +132,9 @@ def _build_pool() -> descriptor_pool.DescriptorPool:
 POOL = _build_pool()
 MatrixSpec = message_factory.GetMessageClass(POOL.FindMessageTypeByName("autodl.MatrixSpec"))
 DataSpecification = message_factory.GetMessageClass(POOL.FindMessageTypeByName("autodl.DataSpecification"))
-SequenceExample = message_factory.GetMessageClass(POOL.FindMessageTypeByName("autoclint.autodl.SequenceExample"))
+SequenceExample = message_factory.GetMessageClass(
+    POOL.FindMessageTypeByName("autoclint.autodl.SequenceExample")
+)
 Example = message_factory.GetMessageClass(POOL.FindMessageTypeByName("autoclint.autodl.Example"))
 Features = message_factory.GetMessageClass(POOL.FindMessageTypeByName("autoclint.autodl.Features"))
 Feature = message_factory.GetMessageClass(POOL.FindMessageTypeByName("autoclint.autodl.Feature"))
