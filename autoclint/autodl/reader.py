@@ -94,10 +94,12 @@ class AutoDLDataset:
         return tf.image.convert_image_dtype(image, tf.float32)
 
     def _decode_jpeg(self, data: tf.Tensor) -> tf.Tensor:
+        """uint8 [H, W, C] of a JPEG, accurate integer IDCT."""
         channels = self.metadata_.get_num_channels(0)
         return tf.io.decode_jpeg(data, channels=channels, dct_method="INTEGER_ACCURATE")
 
     def _decode_other(self, data: tf.Tensor) -> tf.Tensor:
+        """uint8 [H, W, C] of a PNG/GIF/BMP (first frame of an animation)."""
         return tf.io.decode_image(data, channels=self.metadata_.get_num_channels(0), expand_animations=False)
 
     def _densify(self, features: dict) -> tf.Tensor:

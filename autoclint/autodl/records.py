@@ -97,6 +97,7 @@ class RecordValidator:
         self.dense_size = row_count * col_count * channels
 
     def __call__(self, location: RecordLocation, data: bytes) -> None:
+        """Raise AutoDLFormatError naming file and record when the record does not fit the metadata."""
         example = parse_record(data, location)
         where = f"{location.path}: record {location.index}"
         indices = label_indices(example)
@@ -119,6 +120,7 @@ class RecordValidator:
             self._check_dense(where, lists)
 
     def _check_images(self, where: str, lists) -> None:  # noqa: ANN001 - protobuf map
+        """Every time step holds one blob that starts with a known image signature."""
         if COMPRESSED_KEY not in lists or not lists[COMPRESSED_KEY].feature:
             raise AutoDLFormatError(f"{where}: no '{COMPRESSED_KEY}' images")
         for step, feature in enumerate(lists[COMPRESSED_KEY].feature):
@@ -128,6 +130,7 @@ class RecordValidator:
                                         "(undecodable image)")
 
     def _check_dense(self, where: str, lists) -> None:  # noqa: ANN001 - protobuf map
+        """Every time step holds exactly row*col*channels floats."""
         if DENSE_KEY not in lists or not lists[DENSE_KEY].feature:
             raise AutoDLFormatError(f"{where}: no '{DENSE_KEY}' values")
         for step, feature in enumerate(lists[DENSE_KEY].feature):
