@@ -6,14 +6,11 @@ Example: python scripts/run_local_test.py --dataset_dir ../shared/datasets/autod
 Without --dataset_dir it uses scikit-learn's digits (converted once into a cache folder).
 """
 
-import logging
+import runpy
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autoclint.harness.cli import main  # noqa: E402
-
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(message)s")
-    sys.exit(main(sys.argv[1:], emit=print))
+    runpy.run_module("autoclint.harness", run_name="__main__")
