@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run the benchmark grid {dataset} × {method} × {seed} through the local starter kit; one JSONL record per run.
+"""Run the benchmark grid {dataset} × {method} × {seed} through the local starter kit, a JSONL record per run.
 
 Example (the baselines on BreastMNIST, 20 s each):
     python scripts/benchmark.py --datasets breastmnist --methods zero,linear --seeds 1 --time_budget 20 \
@@ -30,7 +30,8 @@ from autoclint.experiments.runner import BACKENDS, make_spec, run_grid, runs_roo
 
 def build_parser() -> argparse.ArgumentParser:
     """The benchmark's options."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", required=True,
                         help=f"comma-separated: {', '.join(KNOWN_DATASETS)}, or AutoDL dataset folders")
     parser.add_argument("--methods", default="autoclint", help=f"comma-separated: {METHOD_SYNTAX}")
@@ -42,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ray_address", default=None, help="Ray cluster address (with --backend ray)")
     parser.add_argument("--data_cache", type=Path, default=None,
                         help="where converted datasets are kept (default ~/.cache/autoclint/datasets)")
-    parser.add_argument("--shared_root", type=Path, default=SHARED_DATASETS, help="folder of the raw datasets")
+    parser.add_argument("--shared_root", type=Path, default=SHARED_DATASETS,
+                        help="folder of the raw datasets")
     parser.add_argument("--count_startup", action="store_true", help="the budget includes Model(metadata)")
     parser.add_argument("--retry_failed", action="store_true", help="run again the runs recorded as failed")
     return parser
@@ -84,7 +86,8 @@ def main(argv: list[str]) -> int:
                   for method in methods for seed in range(args.seeds)]
     try:
         records = run_grid(specs, args.output, workers=args.workers, backend=args.backend,
-                           ray_address=args.ray_address, retry_failed=args.retry_failed, on_record=print_record)
+                           ray_address=args.ray_address, retry_failed=args.retry_failed,
+                           on_record=print_record)
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -17,7 +17,8 @@ from autoclint.experiments.report import write_report  # noqa: E402
 
 def main(argv: list[str]) -> int:
     """Read the records and write the report; exit 2 on a missing, empty or malformed file."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, help="JSONL written by scripts/benchmark.py")
     parser.add_argument("--output", type=Path, default=Path("report"), help="folder for results.md and PNGs")
     args = parser.parse_args(argv)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run AutoCLINT on every AutoCV public dataset found under --data_root and compare with the published numbers.
+"""Run AutoCLINT on each AutoCV public dataset found under --data_root; compare with the published numbers.
 
 Datasets: Munster, Chucky, Pedro, Decal, Hammer (images), Kreatur, Katze, Kraut (videos), each as
 `<data_root>/<Name>/` in AutoDL format. Missing ones are listed with where to get them. Prints a
@@ -33,13 +33,16 @@ TABLE_FILE = "reproduce.md"
 
 def build_parser() -> argparse.ArgumentParser:
     """The reproduction's options."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_root", type=Path, required=True, help="folder holding the public datasets")
-    parser.add_argument("--time_budget", type=float, default=1200.0, help="seconds per dataset (default 1200)")
+    parser.add_argument("--time_budget", type=float, default=1200.0,
+                        help="seconds per dataset (default 1200)")
     parser.add_argument("--output", type=Path, default=Path("reproduce_results"), help="results folder")
     parser.add_argument("--count_startup", action="store_true",
-                        help="count Model(metadata) in the budget, as when the published numbers were measured")
-    parser.add_argument("--method", default="autoclint", help=f"method to run (default autoclint): {METHOD_SYNTAX}")
+                        help="count Model(metadata) in the budget, as the published numbers did")
+    parser.add_argument("--method", default="autoclint",
+                        help=f"method to run (default autoclint): {METHOD_SYNTAX}")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -62,7 +65,8 @@ def main(argv: list[str]) -> int:
                        count_startup=args.count_startup) for name, path in found.items()]
     run_grid(specs, jsonl)
     wanted = {spec.key for spec in specs}
-    latest = {r.dataset: r for r in read_records(jsonl) if run_key(r.dataset, r.method, r.seed, r.time_budget) in wanted}
+    latest = {r.dataset: r for r in read_records(jsonl)
+              if run_key(r.dataset, r.method, r.seed, r.time_budget) in wanted}
     table = comparison_table(latest)
     notes = [protocol_note(args.time_budget, args.count_startup),
              f"Method: {method.name}, seed {args.seed}. Published numbers: ALC / final NAUC, "

@@ -37,8 +37,9 @@ def test_reproduce_runs_the_datasets_found_and_lists_the_missing_ones(tmp_path: 
         y = np.arange(12) % 2
         write_dataset(root, name, x, y, x[:6], y[:6], image_format="png")
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, str(REPRODUCE_SCRIPT), "--data_root", str(root), "--time_budget", "10",
-                           "--output", str(out), "--method", "zero", "--count_startup"],
+    done = subprocess.run([sys.executable, str(REPRODUCE_SCRIPT), "--data_root", str(root),
+                           "--time_budget", "10", "--output", str(out), "--method", "zero",
+                           "--count_startup"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     text = (out / "reproduce.md").read_text()

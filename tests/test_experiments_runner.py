@@ -37,8 +37,9 @@ def crashing_code_dir(tmp_path: Path) -> Path:
 def test_a_crash_is_recorded_and_the_sweep_goes_on(tiny_dataset, crashing_code_dir, tmp_path):
     jsonl = tmp_path / "results.jsonl"
     runs_root = runs_root_for(jsonl)
-    crashing = RunSpec(dataset="tiny", dataset_dir=tiny_dataset, method="crashing", code_dir=crashing_code_dir,
-                       seed=0, time_budget=BUDGET, run_dir=runs_root / "tiny" / "crashing", config={"seed": 0})
+    crashing = RunSpec(dataset="tiny", dataset_dir=tiny_dataset, method="crashing",
+                       code_dir=crashing_code_dir, seed=0, time_budget=BUDGET,
+                       run_dir=runs_root / "tiny" / "crashing", config={"seed": 0})
     zero = make_spec("tiny", tiny_dataset, parse_method("zero"), 0, BUDGET, runs_root)
     seen = []
     records = run_grid([crashing, zero], jsonl, on_record=seen.append)

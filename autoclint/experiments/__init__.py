@@ -1,1 +1,1 @@
-"""Experiments: the benchmark grid (datasets × methods × seeds), its JSONL records, reports and reproduction."""
+"""Experiments: the benchmark grid (datasets × methods × seeds), its JSONL records, reports, reproduction."""

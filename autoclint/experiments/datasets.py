@@ -87,7 +87,7 @@ def _write_npz(source: Path, staging: Path, name: str) -> Path:
 
 
 def _write_zip(source: Path, staging: Path, name: str) -> Path:
-    """Write a zipped `{train,test}/<class>/<image>` tree (variable image sizes), images stored as they are."""
+    """Write a zipped `{train,test}/<class>/<image>` tree (variable sizes), image files kept as they are."""
     from autoclint.autodl.convert import convert_image_folder
 
     return convert_image_folder(source, staging, name)

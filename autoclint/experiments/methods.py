@@ -83,7 +83,8 @@ def parse_method(name: str) -> Method:
         return Method(name, overrides={"tau": _parse_tau(name, value)})
     if sep and key == "aug":
         if value not in AUGMENTATION_CHOICES:
-            raise ValueError(f"method {name!r}: augmentation must be one of {', '.join(AUGMENTATION_CHOICES)}")
+            choices = ", ".join(AUGMENTATION_CHOICES)
+            raise ValueError(f"method {name!r}: augmentation must be one of {choices}")
         return Method(name, overrides={"augmentation": value})
     raise ValueError(f"unknown method {name!r}; accepted: {METHOD_SYNTAX}")
 

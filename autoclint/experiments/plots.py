@@ -1,4 +1,4 @@
-"""Plots of benchmark records (matplotlib, Agg): box plots per method across datasets, learning-curve overlays.
+"""Plots of benchmark records (matplotlib, Agg): box plots per method across datasets, learning curves.
 
 The box plots follow the paper's Figures 3–8: one box per method over the datasets, each point a
 dataset's mean over seeds. Learning curves are NAUC against the platform's transformed time
@@ -38,20 +38,20 @@ def safe_file_name(text: str) -> str:
 
 
 def per_dataset_means(records: list[RunRecord], metric: str) -> dict[str, list[float]]:
-    """For each method, the mean of `metric` over seeds on each dataset (datasets without a scored run left out)."""
+    """For each method, the mean of `metric` over seeds on each dataset that has a scored run."""
     values: dict[str, list[float]] = {}
     for method in unique_in_order(r.method for r in records):
         values[method] = []
         for dataset in unique_in_order(r.dataset for r in records):
-            scores = [getattr(r, metric) for r in records
-                      if r.method == method and r.dataset == dataset and is_scored(r) and getattr(r, metric) is not None]
+            cell = [r for r in records if r.method == method and r.dataset == dataset and is_scored(r)]
+            scores = [getattr(r, metric) for r in cell if getattr(r, metric) is not None]
             if scores:
                 values[method].append(float(np.mean(scores)))
     return values
 
 
 def plot_method_boxes(records: list[RunRecord], metric: str, path: Path) -> Path:
-    """Box plot of `metric` ("alc" or "final_nauc") per method across datasets, the points drawn over the boxes."""
+    """Box plot of `metric` ("alc" or "final_nauc") per method across datasets, with the points."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {tuple(METRICS)}, got {metric!r}")
     plt = _pyplot()

@@ -32,7 +32,8 @@ def write_report(records: list[RunRecord], output_dir: Path, source: str = "") -
     figures: list[Path] = []
     sections = [f"# Benchmark results{f' ({source})' if source else ''}", "",
                 f"{len(records)} run(s). ALC: area under the NAUC learning curve on the platform's "
-                "log time axis (t0 = 60 s); statistics over seeds of runs that ended ok or at the budget.", "",
+                "log time axis (t0 = 60 s); statistics over seeds of runs that ended ok or at the budget.",
+                "",
                 markdown_tables(records), "## Figures", ""]
     for budget in unique_in_order(r.time_budget for r in records):
         here = [r for r in records if r.time_budget == budget]

@@ -65,15 +65,17 @@ def missing_datasets_note(missing: list[str], data_root: Path) -> str:
     """Where the missing datasets come from and where to put them."""
     if not missing:
         return ""
-    return (f"Not found under {data_root}: {', '.join(missing)}. The AutoDL public datasets are distributed by "
-            "the AutoDL challenge organizers (AutoCV/AutoDL challenge public data); put each one in "
+    return (f"Not found under {data_root}: {', '.join(missing)}. The AutoDL public datasets are "
+            "distributed by the AutoDL challenge organizers (AutoCV/AutoDL challenge public data); "
+            "put each one in "
             f"{data_root}/<Name>/ holding <Name>.data/{{train,test}}/ and <Name>.solution, then run again.")
 
 
 def protocol_note(time_budget: float, count_startup: bool) -> str:
     """The harness protocol used, and how it relates to the one behind the published numbers."""
     if count_startup:
-        rule = "the budget includes the model's start-up (Model(metadata)), as when the published numbers were measured"
+        rule = ("the budget includes the model's start-up (Model(metadata)), as when the published numbers "
+                "were measured")
     else:
         rule = ("the budget starts after Model(metadata) returns (start-up excluded); the published numbers "
                 "counted start-up, so use --count_startup for a like-for-like comparison")
@@ -88,7 +90,8 @@ def _pair(score: PublishedScore | None) -> str:
 def comparison_table(records: dict[str, RunRecord]) -> str:
     """Markdown: our ALC, final NAUC and duration beside the paper's (P40) and the README's (V100) numbers."""
     lines = [
-        "| dataset | ours ALC | ours final NAUC | ours duration (s) | status | paper P40 ALC / NAUC | README V100 ALC / NAUC |",
+        "| dataset | ours ALC | ours final NAUC | ours duration (s) | status "
+        "| paper P40 ALC / NAUC | README V100 ALC / NAUC |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in PUBLIC_DATASETS:

@@ -48,7 +48,7 @@ _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Timeout|Interrup
 
 @dataclass
 class RunSpec:
-    """Everything one run needs: the dataset folder, the code directory and its configuration, where outputs go."""
+    """One run: the dataset folder, the code directory and its configuration, where the outputs go."""
 
     dataset: str
     dataset_dir: Path
@@ -75,11 +75,12 @@ class RunSpec:
 
 def make_spec(dataset: str, dataset_dir: Path, method: Method, seed: int, time_budget: float, runs_root: Path,
               *, count_startup: bool = False, startup_limit: float = 1200.0) -> RunSpec:
-    """The RunSpec of `method` on a dataset, with its folder `runs_root/<dataset>/<method>/seed<s>_T<budget>`."""
+    """The RunSpec of `method` on a dataset, its folder `runs_root/<dataset>/<method>/seed<s>_T<budget>`."""
     run_dir = (Path(runs_root) / dataset / method.name / f"seed{seed}_T{time_budget:g}").resolve()
-    return RunSpec(dataset=dataset, dataset_dir=Path(dataset_dir), method=method.name, code_dir=method.code_dir,
-                   seed=seed, time_budget=float(time_budget), run_dir=run_dir, config=method.config(seed),
-                   config_env=method.config_env(seed), count_startup=count_startup, startup_limit=startup_limit)
+    return RunSpec(dataset=dataset, dataset_dir=Path(dataset_dir), method=method.name,
+                   code_dir=method.code_dir, seed=seed, time_budget=float(time_budget), run_dir=run_dir,
+                   config=method.config(seed), config_env=method.config_env(seed),
+                   count_startup=count_startup, startup_limit=startup_limit)
 
 
 def runs_root_for(jsonl_path: Path) -> Path:
@@ -103,7 +104,7 @@ def run_command(spec: RunSpec) -> list[str]:
 
 
 def run_environment(spec: RunSpec) -> dict[str, str]:
-    """The run's environment: this one, the repository importable, AUTOCLINT_CONFIG set for autoclint methods."""
+    """This environment, with the repository importable and AUTOCLINT_CONFIG set for autoclint methods."""
     environment = dict(os.environ)
     paths = [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(REPO_ROOT)]
     environment["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + paths)
@@ -128,7 +129,7 @@ def _stop_group(process: subprocess.Popen) -> None:
 
 
 def _execute(spec: RunSpec) -> tuple[int | None, bool]:
-    """Run the starter kit for `spec`, its output in `run_dir/log.txt`; (return code, killed by the watchdog)."""
+    """Run the starter kit for `spec`, output in `run_dir/log.txt`; (return code, killed by the watchdog)."""
     if spec.run_dir.exists():
         shutil.rmtree(spec.run_dir)
     spec.run_dir.mkdir(parents=True)

@@ -109,7 +109,8 @@ def _cell_text(summary: CellSummary | None, render: Callable[[CellSummary], str]
 
 def _table(title: str, rows: list[list[str]], methods: list[str]) -> list[str]:
     """One markdown table, dataset rows × method columns."""
-    lines = [f"#### {title}", "", "| dataset | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    header = "| dataset | " + " | ".join(methods) + " |"
+    lines = [f"#### {title}", "", header, "|---|" + "---|" * len(methods)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
 
 
