@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from autoclint.data.batches import BatchLoader, TrainSampler, random_flip, to_channels_first
+from autoclint.data.batches import BatchLoader, TrainSampler, random_flip, to_batch_tensor, to_channels_first
 from autoclint.data.bridge import is_tf_dataset, iterate_numpy
 from autoclint.data.cache import CacheFiller, ExampleCache
 from autoclint.data.convert import ExampleConverter, frame_indices, value_range
@@ -108,11 +108,20 @@ def test_sampler_never_yields_held_out_examples():
 
 
 def test_flip_mirrors_about_half_of_the_batch():
-    batch = torch.arange(4, dtype=torch.uint8).view(1, 1, 1, 4).repeat(200, 1, 1, 1)
-    flipped = random_flip(batch, torch.Generator().manual_seed(0))
-    mirrored = (flipped[:, 0, 0, 0] == 3).sum().item()
+    batch = np.tile(np.arange(4, dtype=np.uint8).reshape(1, 1, 1, 4, 1), (200, 1, 1, 1, 1))
+    flipped = random_flip(batch.copy(), np.random.default_rng(0))
+    mirrored = int((flipped[:, 0, 0, 0, 0] == 3).sum())
     assert 60 < mirrored < 140
-    assert torch.equal(flipped.sort(dim=-1).values, batch)
+    assert np.array_equal(np.sort(flipped, axis=3), batch)
+
+
+def test_batch_tensor_is_channels_first_and_contiguous():
+    examples = np.random.default_rng(0).integers(0, 255, (2, 1, 4, 5, 3), dtype=np.uint8)
+    images = to_batch_tensor(examples)
+    assert images.shape == (2, 3, 4, 5) and images.is_contiguous()
+    assert images[1, 2, 3, 4].item() == examples[1, 0, 3, 4, 2]
+    clips = to_batch_tensor(np.zeros((2, 3, 4, 5, 1), np.uint8))
+    assert clips.shape == (2, 3, 1, 4, 5)
 
 
 def test_loader_builds_uint8_batches_applies_the_transform_and_shuts_down():

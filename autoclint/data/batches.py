@@ -31,11 +31,20 @@ def to_channels_first(examples: np.ndarray | torch.Tensor) -> torch.Tensor:
     return tensor.permute(0, 1, 4, 2, 3)
 
 
-def random_flip(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror each example left-right with probability 1/2."""
-    flip = torch.rand(batch.shape[0], generator=generator) < 0.5
-    mask = flip.view(-1, *([1] * (batch.dim() - 1)))
-    return torch.where(mask, batch.flip(-1), batch)
+def random_flip(examples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Mirror each [T,H,W,C] example of a batch left-right with probability 1/2 (in place)."""
+    flip = rng.random(len(examples)) < 0.5
+    examples[flip] = examples[flip][:, :, :, ::-1]
+    return examples
+
+
+def to_batch_tensor(examples: np.ndarray) -> torch.Tensor:
+    """[N,T,H,W,C] uint8 -> contiguous [N,C,H,W] (T == 1) or [N,T,C,H,W], transposed by numpy.
+
+    numpy keeps batch building off torch's CPU thread pool, which the training step is using.
+    """
+    tensor = torch.from_numpy(np.ascontiguousarray(np.moveaxis(examples, 4, 2)))
+    return tensor[:, 0] if tensor.shape[1] == 1 else tensor
 
 
 class TrainSampler:
@@ -118,24 +127,24 @@ class BatchLoader:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _build_batch(self, generator: torch.Generator) -> Batch:
+    def _build_batch(self, rng: np.random.Generator) -> Batch:
         examples, labels = self._cache.gather(self._sampler.next_indices(self._batch_size))
-        batch = to_channels_first(examples)
         if self._flip:
-            batch = random_flip(batch, generator)
+            examples = random_flip(examples, rng)
+        batch = to_batch_tensor(examples)
         transform = self._transform
         if transform is not None:
-            batch = transform(batch)
-        batch, target = batch.contiguous(), torch.from_numpy(labels)
+            batch = transform(batch).contiguous()
+        target = torch.from_numpy(labels)
         if self._pin_memory:
             batch, target = batch.pin_memory(), target.pin_memory()
         return batch, target
 
     def _work(self, index: int) -> None:
-        generator = torch.Generator().manual_seed(self._seed * 1000 + index)
+        rng = np.random.default_rng([self._seed, index])
         while not self._stop.is_set():
             try:
-                item: Batch | BaseException = self._build_batch(generator)
+                item: Batch | BaseException = self._build_batch(rng)
             except BaseException as error:  # handed to the consumer, which re-raises it
                 item = error
             while not self._stop.is_set():

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torchvision.transforms.v2 import functional as F
+from PIL import Image
 
 from autoclint.plan import Plan
 from autoclint.probe import Probe
@@ -48,9 +47,22 @@ class ExampleConverter:
         scaled = np.clip((example.astype(np.float32) - self.value_low) * scale + 0.5, 0.0, 255.0).astype(np.uint8)
         if scaled.shape[1:3] == (self.height, self.width):
             return scaled
-        frames = torch.from_numpy(scaled).permute(0, 3, 1, 2)
-        resized = F.resize(frames, [self.height, self.width], antialias=True)
-        return resized.permute(0, 2, 3, 1).contiguous().numpy()
+        return np.stack([resize_frame(frame, self.height, self.width) for frame in scaled])
+
+
+def resize_frame(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Antialiased bilinear resize of a uint8 [H,W,C] frame with Pillow (single-threaded, releases the GIL).
+
+    Pillow keeps the decoding thread off torch's CPU thread pool, which the training step uses.
+    """
+    if frame.shape[2] == 3:
+        image = Image.fromarray(frame, mode="RGB").resize((width, height), Image.Resampling.BILINEAR)
+        return np.asarray(image)
+    channels = [
+        np.asarray(Image.fromarray(frame[:, :, c], mode="L").resize((width, height), Image.Resampling.BILINEAR))
+        for c in range(frame.shape[2])
+    ]
+    return np.stack(channels, axis=2)
 
 
 def value_range(value_min: float, value_max: float) -> tuple[float, float]:

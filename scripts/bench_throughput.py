@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""Training throughput of the AutoCLINT pipeline against a bare torchvision ResNet18 loop, and time to first prediction.
+
+Prints, in one run: the bare train-step img/s (random tensors, fp32) at the planned input shape and
+batch, the trainer's steady-state img/s on an in-memory data set of that shape (cache -> worker
+threads -> network), their ratio (target >= 0.9), and the seconds from Model() to the first prediction
+on scikit-learn's digits (1797 8×8 images; target <= 15 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from autoclint.config import ModelConfig  # noqa: E402
+from autoclint.trainer import Trainer, TrainingState, configure_threads, pick_device  # noqa: E402
+
+
+class Metadata:
+    """The metadata calls the model needs, for in-memory arrays."""
+
+    def __init__(self, size: int, classes: int) -> None:
+        self._size, self._classes = size, classes
+
+    def size(self) -> int:
+        return self._size
+
+    def get_output_size(self) -> int:
+        return self._classes
+
+
+def bare_images_per_second(size: int, channels: int, batch: int, classes: int, steps: int, device: torch.device) -> float:
+    """img/s of a plain torchvision resnet18 SGD train step on random tensors."""
+    net = torchvision.models.resnet18(num_classes=classes).to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    x = torch.rand(batch, 3, size, size, device=device)
+    y = torch.randint(0, classes, (batch,), device=device)
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(3):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * batch / (time.perf_counter() - start)
+
+
+def synthetic_pairs(count: int, size: int, channels: int, classes: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Random images in [0, 1] with one-hot labels, as the readers deliver them."""
+    rng = np.random.default_rng(0)
+    labels = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, count)]
+    images = rng.random((count, 1, size, size, channels), dtype=np.float32)
+    return list(zip(images, labels))
+
+
+def trainer_images_per_second(trainer: Trainer, state: TrainingState, epochs: int) -> float:
+    """img/s of the trainer's own epoch loop (batches from the cache through the worker threads)."""
+    loader = state.start_loader(trainer.config, trainer.device)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        trainer._train_epoch(state, loader, stop_at=math.inf)
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    return epochs * state.plan.steps_per_epoch * state.plan.batch_size / (time.perf_counter() - start)
+
+
+def first_prediction_seconds() -> float:
+    """Seconds from Model() to the first prediction on the digits data set, through the platform API."""
+    from sklearn.datasets import load_digits
+
+    from model import Model
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[:, None, :, :, None]
+    labels = np.eye(10, dtype=np.float32)[digits.target]
+    train = list(zip(images[:1500], labels[:1500]))
+    test = list(zip(images[1500:], np.zeros_like(labels[1500:])))
+    start = time.perf_counter()
+    model = Model(Metadata(len(train), 10))
+    model.train(train, remaining_time_budget=1200.0)
+    prediction = model.test(test, remaining_time_budget=1200.0)
+    seconds = time.perf_counter() - start
+    model.close()
+    assert prediction is not None and prediction.shape == (len(test), 10)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=32, help="image side (a size the plan keeps as is)")
+    parser.add_argument("--channels", type=int, default=3)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--examples", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating bare/trainer measurements")
+    parser.add_argument("--epochs", type=int, default=2, help="trainer epochs per round")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+
+    device = pick_device()
+    threads = configure_threads(0)
+    config = ModelConfig(pretrained=False)
+    trainer = Trainer(Metadata(args.examples, args.classes), config)
+    state = TrainingState(trainer, synthetic_pairs(args.examples, args.size, args.channels, args.classes))
+    trainer.state = state
+    state.filler.wait_for(args.examples)
+    plan = state.plan
+    print(f"device {device}, {threads} CPU threads, plan {plan.height}x{plan.width}x{plan.channels} "
+          f"batch {plan.batch_size}, {plan.steps_per_epoch} steps/epoch")
+    trainer_images_per_second(trainer, state, 1)  # warm-up
+    bare, ours = [], []
+    for _ in range(args.rounds):
+        bare.append(bare_images_per_second(plan.height, plan.channels, plan.batch_size, args.classes,
+                                           plan.steps_per_epoch * args.epochs, device))
+        ours.append(trainer_images_per_second(trainer, state, args.epochs))
+    trainer.close()
+    print(f"bare torchvision resnet18 train step: {max(bare):8.1f} img/s (rounds: {', '.join(f'{v:.0f}' for v in bare)})")
+    print(f"autoclint trainer steady state:       {max(ours):8.1f} img/s (rounds: {', '.join(f'{v:.0f}' for v in ours)})")
+    print(f"ratio (best of rounds): {max(ours) / max(bare):.3f}   (median: {np.median(ours) / np.median(bare):.3f})")
+    print(f"time from Model() to first prediction on digits: {first_prediction_seconds():.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The anytime controller: budget safety, best-checkpoint predictions, error fallbacks, the search hook."""
+
+import logging
+import time
+
+import numpy as np
+import pytest
+
+from autoclint.config import ModelConfig
+from autoclint.metrics import nauc
+from autoclint.trainer import Trainer
+
+FAST = ModelConfig(pretrained=False, first_slice_s=0.3, safety_margin_s=0.5)
+
+
+class Metadata:
+    """The two metadata calls the trainer uses."""
+
+    def __init__(self, size, classes):
+        self._size, self._classes = size, classes
+
+    def size(self):
+        return self._size
+
+    def get_output_size(self):
+        return self._classes
+
+
+def easy_task(count, classes=3, size=16, seed=0):
+    """Images whose class is the bright horizontal band; labels one-hot."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, count)
+    images = rng.random((count, 1, size, size, 3), dtype=np.float32) * 0.3
+    band = size // classes
+    for index, label in enumerate(labels):
+        images[index, 0, label * band : (label + 1) * band] += 0.7
+    return list(zip(images, np.eye(classes, dtype=np.float32)[labels])), np.eye(classes, dtype=np.float32)[labels]
+
+
+def test_trainer_learns_and_predicts_from_the_best_checkpoint():
+    train, _ = easy_task(90)
+    test, solution = easy_task(30, seed=1)
+    trainer = Trainer(Metadata(90, 3), FAST)
+    try:
+        start = time.monotonic()
+        trainer.train(train, remaining_time_budget=8.0)
+        assert time.monotonic() - start < 8.0
+        prediction = trainer.test([(x, y * 0) for x, y in test])
+        assert prediction.shape == (30, 3)
+        for _ in range(2):
+            trainer.train(train, remaining_time_budget=10.0)
+        prediction = trainer.test([(x, y * 0) for x, y in test])
+        assert nauc(solution, prediction) > 0.8
+        assert trainer.best_version >= 1 and trainer.history
+        # the same checkpoint gives the same (cached) prediction
+        assert np.array_equal(trainer.test(test), prediction)
+    finally:
+        trainer.close()
+
+
+def test_no_time_left_means_done_without_training():
+    train, _ = easy_task(20)
+    trainer = Trainer(Metadata(20, 3), FAST)
+    trainer.train(train, remaining_time_budget=0.2)
+    assert trainer.done_training and trainer.state is None
+
+
+def test_failures_fall_back_to_priors_then_to_the_last_good_prediction(caplog):
+    def broken():
+        raise OSError("unreadable record")
+        yield  # pragma: no cover
+
+    trainer = Trainer(Metadata(20, 3), FAST)
+    with caplog.at_level(logging.ERROR):
+        trainer.train(broken(), remaining_time_budget=10.0)
+    assert "training call failed" in caplog.text
+    priors = trainer.test([(np.zeros((1, 4, 4, 3)), np.zeros(3))] * 4)
+    assert priors.shape == (4, 3) and np.allclose(priors.sum(axis=1), 1.0)
+
+    train, _ = easy_task(30)
+    trainer.train(train, remaining_time_budget=10.0)
+    good = trainer.test(train)
+    trainer.best_version += 1  # force a new prediction, on a test set that now breaks
+    trainer._test_set = None
+    assert np.array_equal(trainer.test(broken()), good)
+    trainer.close()
+
+
+@pytest.mark.parametrize("augmentation, logged", [("searched", True), ("none", False)])
+def test_augmentation_search_hook(caplog, augmentation, logged):
+    train, _ = easy_task(30)
+    config = FAST.replace(faa_trigger_nauc=-1.0, augmentation=augmentation)
+    trainer = Trainer(Metadata(30, 3), config)
+    with caplog.at_level(logging.INFO):
+        trainer.train(train, remaining_time_budget=10.0)
+        trainer.train(train, remaining_time_budget=10.0)
+    trainer.close()
+    assert caplog.text.count("augmentation search") == (1 if logged else 0)
