@@ -57,7 +57,7 @@ class ModelConfig:
     flip: bool = True
     # evaluation and anytime control
     tta_flip: bool = True
-    first_slice_s: float = 2.0
+    first_slice_s: float = 1.0
     slice_growth: float = 2.0
     max_slice_s: float = 120.0
     slice_patience: float = 4.0  # a call without improvement ends after this many slices

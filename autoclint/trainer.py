@@ -234,17 +234,20 @@ class Trainer:
         train_start = time.monotonic()
         slice_s = self._slice_seconds()
         give_up = min(deadline, train_start + slice_s * self.config.slice_patience)
-        first_cut = train_start + slice_s if self.best_version == 0 else math.inf
+        first_prediction = self.best_version == 0
+        # before the first prediction: return after the first (possibly shortened) epoch
+        min_seconds, stop_epoch_at = (0.0, min(give_up, train_start + slice_s)) if first_prediction else (slice_s, give_up)
+        improved_in_call = False
         while True:
             epoch_start = time.monotonic()
-            self._train_epoch(state, loader, stop_at=min(give_up, first_cut))
+            self._train_epoch(state, loader, stop_at=stop_epoch_at)
             self._epoch_seconds = time.monotonic() - epoch_start
-            improved = self._validate(state)
+            improved_in_call = self._validate(state) or improved_in_call
             now = time.monotonic()
             if self._out_of_time(now, deadline) or self._saturated(state):
                 self.done_training = True
                 return
-            if (improved and now - train_start >= slice_s) or now >= give_up or (improved and now >= first_cut):
+            if (improved_in_call and now - train_start >= min_seconds) or now >= give_up:
                 return
 
     def _out_of_time(self, now: float, deadline: float) -> bool:
@@ -382,7 +385,11 @@ class Trainer:
         if state is None:
             raise RuntimeError("test called before any successful training call")
         if self._test_set is None:
-            self._test_set = self._load_test_set(dataset, state)
+            state.filler.pause()  # the first prediction waits on this: give it the CPU
+            try:
+                self._test_set = self._load_test_set(dataset, state)
+            finally:
+                state.filler.resume()
         if self._prediction is None or self._prediction_version != self.best_version:
             predict_start = time.monotonic()
             self._prediction = self._scores(state.best_net, self._test_set, self.use_tta, state.plan.is_multilabel)

@@ -72,6 +72,12 @@ def test_filler_decodes_in_the_background():
     filler = CacheFiller(_slow_source(40, delay=0.01), cache, _converter(height=2, width=2, channels=1)).start()
     assert filler.wait_for(5) >= 5
     assert not filler.finished  # the rest is still being decoded
+    filler.pause()
+    time.sleep(0.05)  # the example being decoded when paused may still arrive
+    paused_at = len(cache)
+    time.sleep(0.1)
+    assert len(cache) == paused_at < 40 and not filler.finished
+    filler.resume()
     assert filler.wait_for(10**9) == 40 and filler.finished
     filler.stop()
 

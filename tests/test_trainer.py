@@ -96,3 +96,19 @@ def test_augmentation_search_hook(caplog, augmentation, logged):
         trainer.train(train, remaining_time_budget=10.0)
     trainer.close()
     assert caplog.text.count("augmentation search") == (1 if logged else 0)
+
+
+def test_video_multilabel_with_two_channels_trains_and_predicts():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((24, 4)) < 0.4).astype(np.float32)
+    clips = rng.random((24, 12, 8, 8, 2), dtype=np.float32) * 4.0 - 2.0  # values outside [0, 1]
+    trainer = Trainer(Metadata(24, 4), FAST.replace(max_frames=4))
+    try:
+        trainer.train(list(zip(clips, labels)), remaining_time_budget=10.0)
+        state = trainer.state
+        assert state.plan.is_multilabel and (state.plan.frames, state.plan.channels) == (4, 2)
+        assert state.cache.example_shape == (4, 8, 8, 2)
+        prediction = trainer.test(list(zip(clips[:5], labels[:5] * 0)))
+        assert prediction.shape == (5, 4) and np.all((prediction > 0) & (prediction < 1))
+    finally:
+        trainer.close()

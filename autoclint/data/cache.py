@@ -80,6 +80,8 @@ class CacheFiller:
         self._cache = cache
         self._convert = convert
         self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
         self._finished = threading.Event()
         self._grew = threading.Condition()
         self.error: BaseException | None = None
@@ -98,6 +100,7 @@ class CacheFiller:
     def _run(self) -> None:
         try:
             for example, label in self._source:
+                self._running.wait()
                 if self._stop.is_set():
                     break
                 self._cache.append(self._convert(example), label)
@@ -119,8 +122,17 @@ class CacheFiller:
             raise RuntimeError("decoding the data set failed before any example was read") from self.error
         return len(self._cache)
 
+    def pause(self) -> None:
+        """Hold decoding after the current example (to give the CPU to more urgent work)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Continue decoding after `pause`."""
+        self._running.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the thread to end and wait for it (it ends after the example being decoded)."""
         self._stop.set()
+        self._running.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
