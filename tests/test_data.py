@@ -5,6 +5,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from autoclint.data.cache import CacheFiller, ExampleCache
 from autoclint.data.convert import ExampleConverter, frame_indices, value_range
 from autoclint.data.device_set import DeviceSet
 from autoclint.data.split import choose_valid_indices
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _converter(frames=1, height=8, width=8, channels=3, low=0.0, high=1.0):
@@ -201,10 +204,21 @@ def test_bridge_reads_tf1_style_datasets_with_eager_disabled():
         ds = tf.data.Dataset.from_tensor_slices((x, np.eye(3, dtype=np.float32)))
         pairs = list(iterate_numpy(ds))
         assert len(pairs) == 3 and np.allclose(pairs[2][0], x[2]), pairs
+        # the whole model, as the platform's TF1-style ingestion drives it
+        from model import Model
+        from tests.test_trainer import Metadata, easy_task
+        train, _ = easy_task(20)
+        def to_tf(pairs):
+            return tf.data.Dataset.from_tensor_slices((np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])))
+        model = Model(Metadata(20, 3))
+        model.train(to_tf(train), remaining_time_budget=5.0)
+        assert model.test(to_tf(train), remaining_time_budget=5.0).shape == (20, 3)
+        model.close()
         print("ok")
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "AUTOCLINT_CONFIG": '{"pretrained": false}'}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
 
 

@@ -36,7 +36,7 @@ def _check_run(predictions, solution, budget):
     assert predictions, "no prediction made"
     assert all(prediction.shape == solution.shape for _, prediction in predictions)
     assert predictions[-1][0] < budget
-    assert nauc(solution, predictions[-1][1]) > 0.8
+    assert nauc(solution, predictions[-1][1]) > 0.5
 
 
 @pytest.fixture

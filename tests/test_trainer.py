@@ -47,9 +47,11 @@ def test_trainer_learns_and_predicts_from_the_best_checkpoint():
         assert time.monotonic() - start < 8.0
         prediction = trainer.test([(x, y * 0) for x, y in test])
         assert prediction.shape == (30, 3)
-        for _ in range(2):
+        for _ in range(8):  # a loaded machine may need more calls; an idle one stops after two
             trainer.train(train, remaining_time_budget=10.0)
-        prediction = trainer.test([(x, y * 0) for x, y in test])
+            prediction = trainer.test([(x, y * 0) for x, y in test])
+            if nauc(solution, prediction) > 0.8:
+                break
         assert nauc(solution, prediction) > 0.8
         assert trainer.best_version >= 1 and trainer.history
         # the same checkpoint gives the same (cached) prediction
@@ -112,3 +114,14 @@ def test_video_multilabel_with_two_channels_trains_and_predicts():
         assert prediction.shape == (5, 4) and np.all((prediction > 0) & (prediction < 1))
     finally:
         trainer.close()
+
+
+def test_too_little_time_repeats_the_last_prediction():
+    train, _ = easy_task(30)
+    trainer = Trainer(Metadata(30, 3), FAST)
+    trainer.train(train, remaining_time_budget=10.0)
+    first = trainer.test(train)
+    trainer.best_version += 1  # a newer checkpoint, but no time to predict with it
+    trainer._test_seconds = 1.0
+    assert np.array_equal(trainer.test(train, remaining_time_budget=0.5), first)
+    trainer.close()
