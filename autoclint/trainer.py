@@ -401,10 +401,13 @@ class Trainer:
         try:
             if self._test_set is None:
                 self._test_set = self._load_test_set(dataset, state)
-            predict_start = time.monotonic()
-            self._prediction = self._scores(state.best_net, self._test_set, self.use_tta, state.plan.is_multilabel)
+            if self.best_nauc > 0.0:
+                predict_start = time.monotonic()
+                self._prediction = self._scores(state.best_net, self._test_set, self.use_tta, state.plan.is_multilabel)
+                self._test_seconds = time.monotonic() - predict_start
+            else:  # no better than chance on validation: constant priors score exactly 0, never below
+                self._prediction = np.tile(self._priors(), (len(self._test_set), 1))
             self._prediction_version = self.best_version
-            self._test_seconds = time.monotonic() - predict_start
         finally:
             state.filler.resume()
         return self._prediction

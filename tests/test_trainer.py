@@ -125,3 +125,14 @@ def test_too_little_time_repeats_the_last_prediction():
     trainer._test_seconds = 1.0
     assert np.array_equal(trainer.test(train, remaining_time_budget=0.5), first)
     trainer.close()
+
+
+def test_checkpoints_not_better_than_chance_predict_constant_priors():
+    train, _ = easy_task(30)
+    trainer = Trainer(Metadata(30, 3), FAST)
+    trainer.train(train, remaining_time_budget=10.0)
+    trainer.best_nauc, trainer.best_version = -0.2, trainer.best_version + 1
+    prediction = trainer.test(train)
+    trainer.close()
+    assert np.allclose(prediction, prediction[0]) and np.isclose(prediction[0].sum(), 1.0)
+    assert nauc(np.stack([y for _, y in train]), prediction) == 0.0
