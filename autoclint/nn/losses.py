@@ -11,6 +11,7 @@ class MulticlassLoss(nn.Module):
     """Cross-entropy of the (annealed) logits against the index of each one-hot label row."""
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of a batch."""
         return F.cross_entropy(logits, labels.argmax(dim=1))
 
 
@@ -21,6 +22,7 @@ class BalancedMultilabelLoss(nn.Module):
     """
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Average of the mean positive and the mean negative BCE terms of a batch."""
         losses = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
         positive = labels > 0.5
         positive_loss = (losses * positive).sum() / positive.sum().clamp(min=1)

@@ -31,6 +31,7 @@ class InputStem(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B,C,H,W] in [0, 1] -> normalised [B,3,H,W]."""
         x = (x - INPUT_MEAN) / INPUT_STD
         if self.in_channels == 1:
             return x.expand(-1, 3, -1, -1)
@@ -51,6 +52,7 @@ class TemporalHead(nn.Module):
         )
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """[B,T,F] -> [B,F]."""
         return self.conv(frames.transpose(1, 2)).mean(dim=2)
 
 
@@ -69,6 +71,7 @@ class AutoClintNet(nn.Module):
         self.tau = tau
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Annealed logits [B,K] of images [B,C,H,W] or clips [B,T,C,H,W] in [0, 1]."""
         if self.temporal is not None:
             batch, frames = x.shape[:2]
             features = self.backbone(self.stem(x.flatten(0, 1)))
