@@ -20,7 +20,8 @@ CONFIG_ENV = "AUTOCLINT_CONFIG"
 CONFIG_FILE_NAME = "autoclint_config.json"
 DEFAULT_PRESET = "autoclint"
 ARCHITECTURES = ("resnet18", "resnet34")
-AUGMENTATIONS = ("none", "searched")
+MAX_AUTO_WORKERS = 4
+AUGMENTATIONS = ("none", "random", "searched", "trivialaugment")
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class ModelConfig:
     probe_size: int = 256
     # data pipeline
     small_dataset: int = 2048  # at most this many training examples: decode all before the first step
-    loader_workers: int = 1
+    loader_workers: int = 0  # 0: one per spare CPU core, between 1 and 4 (see `worker_count`)
     loader_queue: int = 4
     flip: bool = True
     # evaluation and anytime control
@@ -63,9 +64,17 @@ class ModelConfig:
     slice_patience: float = 4.0  # a call without improvement ends after this many slices
     safety_margin_s: float = 3.0
     eval_batch_size: int = 256
-    # augmentation search (Light Fast AutoAugment)
+    # training augmentation, installed once validation NAUC passes `faa_trigger_nauc` (paper §3.2):
+    # none | random (C archive sub-policies, no search) | searched (Algorithm 1) | trivialaugment
     augmentation: str = "searched"
     faa_trigger_nauc: float = 0.99
+    faa_sub_policies: int = 3  # C: sub-policies per candidate (and drawn by `random`)
+    faa_candidates: int = 100  # T: candidates scored on validation
+    faa_top_n: int = 5  # N: best candidates merged into the training augmentation
+    faa_repeats: int = 1  # evaluations per candidate (best kept; > 1 resamples the augmentation)
+    faa_min_candidates: int = 3  # fewer affordable candidates than this: skip the search
+    faa_max_budget_fraction: float = 0.25  # the search may use this share of the remaining time
+    faa_max_search_s: float = 300.0  # and never more than this
     # reproducibility and hardware
     seed: int = 0
     num_threads: int = 0  # 0: all CPU cores available to this process
@@ -75,7 +84,10 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.arch must be one of {ARCHITECTURES}, got {self.arch!r}")
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"ModelConfig.augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
-        positive = ("tau", "lr_per_64", "max_input_area", "max_frames", "batch_size", "max_valid", "probe_size")
+        positive = (
+            "tau", "lr_per_64", "max_input_area", "max_frames", "batch_size", "max_valid", "probe_size",
+            "faa_sub_policies", "faa_candidates", "faa_top_n", "faa_repeats", "faa_max_search_s",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)!r}")
@@ -83,10 +95,26 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.valid_ratio must be in (0, 1), got {self.valid_ratio!r}")
         if not 0.0 < self.plateau_factor < 1.0:
             raise ValueError(f"ModelConfig.plateau_factor must be in (0, 1), got {self.plateau_factor!r}")
+        if not 0.0 < self.faa_max_budget_fraction < 1.0:
+            raise ValueError(
+                f"ModelConfig.faa_max_budget_fraction must be in (0, 1), got {self.faa_max_budget_fraction!r}"
+            )
+        if self.loader_workers < 0:
+            raise ValueError(f"ModelConfig.loader_workers must be >= 0 (0: automatic), got {self.loader_workers!r}")
 
     def lr_for_batch(self, batch_size: int) -> float:
         """Initial learning rate for a batch size (linear scaling from a batch of 64)."""
         return self.lr_per_64 * batch_size / 64.0
+
+    def worker_count(self) -> int:
+        """Batch worker threads: `loader_workers`, or when 0 one per CPU core beyond the first, from 1 to 4.
+
+        The training step keeps the other cores busy; on a 2-core machine one worker keeps up with it.
+        """
+        if self.loader_workers > 0:
+            return self.loader_workers
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, min(MAX_AUTO_WORKERS, cores - 1))
 
     def replace(self, **overrides: Any) -> "ModelConfig":
         """A copy with some fields changed; unknown field names are an error that names them."""
@@ -103,6 +131,8 @@ PRESETS: dict[str, ModelConfig] = {
     "tau=1": ModelConfig(tau=1.0),
     "no_tta": ModelConfig(tta_flip=False),
     "no_augment": ModelConfig(augmentation="none"),
+    "random_augment": ModelConfig(augmentation="random"),
+    "trivialaugment": ModelConfig(augmentation="trivialaugment"),
     "resnet34": ModelConfig(arch="resnet34"),
     # The baseline the method is compared with: random init, SGD 0.05 at batch 64, flip, τ = 1.
     "plain_finetune": ModelConfig(

@@ -3,8 +3,11 @@
 Each `train` call trains until the validation NAUC improves or its time slice ends (slices grow from
 a couple of seconds, so the first prediction comes early); `test` predicts with the best checkpoint by
 validation score, with flip test-time augmentation once it helps on validation. Training stops a safety
-margin (a few seconds plus one measured test pass) before the budget. No exception reaches the caller:
-`test` then returns the last good prediction (or the class priors).
+margin (a few seconds plus one measured test pass) before the budget. Once validation NAUC passes
+`faa_trigger_nauc`, the training augmentation is chosen once (by default the light Fast AutoAugment
+search on the frozen best checkpoint, timed within the remaining budget), installed in the batch
+workers, and training goes on from the initial learning rate. No exception reaches the caller: `test`
+then returns the last good prediction (or the class priors).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autoclint.augment import Augment, AugmentSelection, make_validation_evaluator, select_training_augment
 from autoclint.config import ModelConfig
 from autoclint.data.batches import BatchLoader, TrainSampler
 from autoclint.data.bridge import iterate_numpy
@@ -107,6 +111,7 @@ class TrainingState:
             self.optimizer, self.plan.steps_per_epoch, config.warmup_epochs, config.plateau_patience, config.plateau_factor
         )
         self.loader: BatchLoader | None = None
+        self.augment: Augment | None = None
 
     def _build_network(self, trainer: "Trainer") -> nn.Module:
         net = build_network(self.plan, trainer.config)
@@ -126,12 +131,23 @@ class TrainingState:
                 self.sampler,
                 self.plan.batch_size,
                 flip=config.flip,
-                workers=config.loader_workers,
+                workers=config.worker_count(),
                 queue_size=config.loader_queue,
                 seed=config.seed,
                 pin_memory=device.type == "cuda",
-            ).start()
+            )
+            self._set_loader_transform()
+            self.loader.start()
         return self.loader
+
+    def install_augment(self, augment: Augment) -> None:
+        """Augment every training batch built from now on (also by loaders started later)."""
+        self.augment = augment
+        self._set_loader_transform()
+
+    def _set_loader_transform(self) -> None:
+        if self.loader is not None:
+            self.loader.set_transform(None if self.augment is None else self.augment.augment_batch)
 
     def close_loader(self) -> None:
         """Stop the batch workers (they are restarted on demand)."""
@@ -175,7 +191,8 @@ class Trainer:
         self._prediction: np.ndarray | None = None
         self._prediction_version = -1
         self._test_seconds: float | None = None
-        self._search_requested = False
+        self._augmentation_chosen = False
+        self.augmentation: AugmentSelection | None = None
         self._autocast_dtype = self._pick_autocast_dtype()
         self._scaler = torch.amp.GradScaler("cuda", enabled=self._autocast_dtype == torch.float16)
         logger.info("autoclint trainer on %s with %s", self.device, config)
@@ -235,6 +252,8 @@ class Trainer:
         deadline = math.inf if remaining is None else start + remaining - self._safety_margin()
         if time.monotonic() >= deadline:
             self.done_training = True
+            if self.state is not None:
+                self.state.close_loader()
             return
         if self.state is None:
             self.state = TrainingState(self, dataset)
@@ -252,9 +271,11 @@ class Trainer:
             self._train_epoch(state, loader, stop_at=stop_epoch_at)
             self._epoch_seconds = time.monotonic() - epoch_start
             improved_in_call = self._validate(state) or improved_in_call
+            self._maybe_start_augmentation(state, deadline)
             now = time.monotonic()
             if self._out_of_time(now, deadline) or self._saturated(state):
                 self.done_training = True
+                state.close_loader()  # the remaining calls only predict: free the CPU
                 return
             if (improved_in_call and now - train_start >= min_seconds) or now >= give_up:
                 return
@@ -365,22 +386,52 @@ class Trainer:
             state.schedule.lr,
             " (best)" if improved else "",
         )
-        self._maybe_start_augmentation_search()
         return improved
 
-    def _maybe_start_augmentation_search(self) -> None:
-        """Hook of the Light Fast AutoAugment search, due once validation NAUC passes `faa_trigger_nauc`."""
-        if self._search_requested or self.best_nauc < self.config.faa_trigger_nauc:
+    # ------------------------------------------------------------------ augmentation
+
+    def _maybe_start_augmentation(self, state: TrainingState, deadline: float) -> None:
+        """Once validation NAUC passes `faa_trigger_nauc` (once per run): choose the training augmentation
+        (searching it on the frozen best checkpoint within the time left before `deadline`), install it
+        in the batch workers and restore the initial learning rate without warm-up."""
+        if self._augmentation_chosen or self.best_nauc < self.config.faa_trigger_nauc:
             return
-        self._search_requested = True
+        self._augmentation_chosen = True
         if self.config.augmentation == "none":
             return
-        logger.info(
-            "validation NAUC %.4f passed %.2f: augmentation search %r is not available; training continues unaugmented",
-            self.best_nauc,
-            self.config.faa_trigger_nauc,
-            self.config.augmentation,
-        )
+        logger.info("validation NAUC %.4f passed %.2f: choosing the %r training augmentation",
+                    self.best_nauc, self.config.faa_trigger_nauc, self.config.augmentation)
+        evaluate = None
+        if len(state.valid) > 0:
+            evaluate = make_validation_evaluator(
+                self._frozen_scores,
+                state.valid.examples,
+                state.valid.labels,
+                nauc,
+                seed=self.config.seed,
+                batch_size=self.config.eval_batch_size,
+                resample=self.config.faa_repeats > 1,
+            )
+        time_left = deadline - time.monotonic()
+        selection = select_training_augment(self.config, evaluate, time_left, seed=self.config.seed)
+        self.augmentation = selection
+        if selection.augment is None:
+            logger.info("training continues unaugmented (%s; %.1f s)", selection.reason, selection.elapsed_s)
+            return
+        state.install_augment(selection.augment)
+        state.schedule.restore_initial_lr()
+        logger.info("training on augmented data from now on, learning rate back to %.3g without warm-up "
+                    "(%s; chosen in %.1f s)", state.schedule.lr, selection.reason, selection.elapsed_s)
+
+    @torch.inference_mode()
+    def _frozen_scores(self, images: torch.Tensor) -> np.ndarray:
+        """Scores of the best checkpoint (eval mode, no gradients, on the device) for a uint8 batch."""
+        state = self.state
+        state.best_net.eval()
+        inputs = self._to_input(images)
+        with torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=self._autocast_dtype is not None):
+            logits = state.best_net(inputs).float()
+        return predict_scores(logits, state.plan.is_multilabel).cpu().numpy()
 
     # ------------------------------------------------------------------ prediction
 

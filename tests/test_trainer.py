@@ -1,10 +1,9 @@
-"""The anytime controller: budget safety, best-checkpoint predictions, error fallbacks, the search hook."""
+"""The anytime controller: budget safety, best-checkpoint predictions, error fallbacks (augmentation: test_trainer_augmentation)."""
 
 import logging
 import time
 
 import numpy as np
-import pytest
 
 from autoclint.config import ModelConfig
 from autoclint.metrics import nauc
@@ -86,18 +85,6 @@ def test_failures_fall_back_to_priors_then_to_the_last_good_prediction(caplog):
     trainer._test_set = None
     assert np.array_equal(trainer.test(broken()), good)
     trainer.close()
-
-
-@pytest.mark.parametrize("augmentation, logged", [("searched", True), ("none", False)])
-def test_augmentation_search_hook(caplog, augmentation, logged):
-    train, _ = easy_task(30)
-    config = FAST.replace(faa_trigger_nauc=-1.0, augmentation=augmentation)
-    trainer = Trainer(Metadata(30, 3), config)
-    with caplog.at_level(logging.INFO):
-        trainer.train(train, remaining_time_budget=10.0)
-        trainer.train(train, remaining_time_budget=10.0)
-    trainer.close()
-    assert caplog.text.count("augmentation search") == (1 if logged else 0)
 
 
 def test_video_multilabel_with_two_channels_trains_and_predicts():

@@ -10,6 +10,7 @@ from autoclint.augment.pipeline import (
     make_augment,
 )
 from autoclint.augment.policies import CIFAR10_ARCHIVE, Op, SubPolicy, load_archive
+from autoclint.augment.selection import AugmentSelection, estimate_eval_seconds, select_training_augment
 from autoclint.augment.search import (
     CandidateScore,
     SearchPlan,
@@ -22,6 +23,7 @@ from autoclint.augment.search import (
 
 __all__ = [
     "Augment",
+    "AugmentSelection",
     "AugmentStrategy",
     "CIFAR10_ARCHIVE",
     "CandidateScore",
@@ -33,9 +35,11 @@ __all__ = [
     "SubPolicy",
     "TrivialAugment",
     "ValidationEvaluator",
+    "estimate_eval_seconds",
     "load_archive",
     "make_augment",
     "make_validation_evaluator",
     "plan_search_budget",
     "search_policies",
+    "select_training_augment",
 ]

@@ -103,15 +103,15 @@ def search_policies(
         kept = score > baseline
         if kept:
             result.kept.append(candidate)
-        logger.info("candidate %d: score %.4f (%s) %s", index, score, "kept" if kept else "dropped",
-                    _describe(sub_policies))
+        logger.debug("candidate %d: score %.4f (%s) %s", index, score, "kept" if kept else "dropped",
+                     describe_sub_policies(sub_policies))
 
     result.kept.sort(key=lambda candidate: candidate.score, reverse=True)
     result.chosen = merge_top_candidates(result.kept, top_n)
     result.elapsed_s = time.monotonic() - start
     logger.info("policy search: %d/%d candidates beat %.4f; chose %d sub-policies in %.1f s: %s",
                 len(result.kept), len(result.candidates), baseline, len(result.chosen), result.elapsed_s,
-                _describe(result.chosen))
+                describe_sub_policies(result.chosen))
     return result
 
 
@@ -185,7 +185,8 @@ def _best_of_repeats(
     return best, eval_s
 
 
-def _describe(sub_policies: Sequence[SubPolicy]) -> str:
+def describe_sub_policies(sub_policies: Sequence[SubPolicy]) -> str:
+    """Sub-policies as readable text: `Op(p=..., m=...) + Op(...)` joined by semicolons."""
     return "; ".join(
         " + ".join(f"{op.name}(p={op.probability}, m={op.magnitude})" for op in sub_policy.ops)
         for sub_policy in sub_policies

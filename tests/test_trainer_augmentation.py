@@ -1,0 +1,208 @@
+"""The trainer's augmentation trigger: once, when validation passes the threshold; the right transform in the
+batch workers; the learning rate restored without warm-up; the best checkpoint kept; clean worker shutdown."""
+
+import logging
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import autoclint.trainer as trainer_module
+from autoclint.augment import IdentityAugment, PolicyAugment, TrivialAugment
+from autoclint.augment.pipeline import Augment
+from autoclint.trainer import Trainer, ValidationResult
+from tests.test_trainer import FAST, Metadata, easy_task
+
+TRIGGER_AT_ONCE = FAST.replace(faa_trigger_nauc=-1.0, faa_candidates=6, faa_min_candidates=2)
+
+
+def _batch_threads() -> set[str]:
+    return {thread.name for thread in threading.enumerate() if thread.name.startswith("autoclint-batches")}
+
+
+@pytest.fixture
+def selection_calls(monkeypatch):
+    """Count the calls of the augmentation choice made by the trainer."""
+    calls = []
+    original = trainer_module.select_training_augment
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "select_training_augment", counting)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "strategy, kind",
+    [("random", PolicyAugment), ("trivialaugment", TrivialAugment), ("none", type(None))],
+)
+def test_trigger_fires_once_and_installs_the_strategy_transform(selection_calls, strategy, kind):
+    train, _ = easy_task(40)
+    trainer = Trainer(Metadata(40, 3), TRIGGER_AT_ONCE.replace(augmentation=strategy))
+    try:
+        for _ in range(3):
+            trainer.train(train, remaining_time_budget=30.0)
+        state = trainer.state
+        assert len(selection_calls) == (0 if strategy == "none" else 1)
+        assert isinstance(state.augment, kind)
+        if strategy == "random":
+            assert len(state.augment.sub_policies) == TRIGGER_AT_ONCE.faa_sub_policies
+        expected = None if state.augment is None else state.augment.augment_batch
+        if state.loader is not None:
+            assert state.loader._transform == expected
+        # a loader restarted after a failure gets the transform back
+        state.close_loader()
+        assert state.start_loader(trainer.config, trainer.device)._transform == expected
+    finally:
+        trainer.close()
+
+
+def test_learning_rate_is_restored_without_warm_up():
+    train, _ = easy_task(40)
+    trainer = Trainer(Metadata(40, 3), TRIGGER_AT_ONCE.replace(augmentation="random", warmup_epochs=50))
+    try:
+        trainer.train(train, remaining_time_budget=30.0)
+        schedule = trainer.state.schedule
+        # the warm-up (50 epochs) was cut short: the rate is the initial one and stays there
+        assert not schedule.warming_up
+        assert schedule.lr == pytest.approx(schedule.initial_lr)
+        trainer.train(train, remaining_time_budget=30.0)
+        assert schedule.lr == pytest.approx(schedule.initial_lr)
+    finally:
+        trainer.close()
+
+
+def test_no_trigger_below_the_threshold(selection_calls):
+    train, _ = easy_task(30)
+    trainer = Trainer(Metadata(30, 3), FAST.replace(faa_trigger_nauc=1.5, warmup_epochs=50))  # unreachable
+    try:
+        trainer.train(train, remaining_time_budget=30.0)
+        trainer.train(train, remaining_time_budget=30.0)
+        assert not selection_calls and trainer.state.augment is None
+        assert trainer.state.schedule.warming_up
+    finally:
+        trainer.close()
+
+
+def test_searched_policy_runs_on_the_frozen_best_model_and_is_installed(caplog, monkeypatch):
+    train, _ = easy_task(60)
+    trainer = Trainer(Metadata(60, 3), TRIGGER_AT_ONCE.replace(augmentation="searched"))
+    calls, forwards = [], []
+    original = trainer._frozen_scores
+
+    def record_forward(module, inputs):
+        forwards.append((torch.is_grad_enabled(), module.training))
+
+    def recording(images):
+        if not calls:
+            trainer.state.best_net.register_forward_pre_hook(record_forward)
+        calls.append((images.dtype, images.device))
+        return original(images)
+
+    monkeypatch.setattr(trainer, "_frozen_scores", recording)
+    try:
+        with caplog.at_level(logging.INFO):
+            trainer.train(train, remaining_time_budget=20.0)
+            trainer.train(train, remaining_time_budget=20.0)
+        selection = trainer.augmentation
+        assert selection is not None and selection.search is not None and not selection.search.skipped
+        search = selection.search
+        assert 2 <= len(search.candidates) <= 6
+        assert all(candidate.score > search.baseline_score for candidate in search.kept)
+        if search.chosen:
+            assert isinstance(trainer.state.augment, PolicyAugment)
+            assert trainer.state.augment.sub_policies == search.chosen
+        else:
+            assert trainer.state.augment is None
+        # every evaluation: uint8 validation tensor on the device, no grad, network in eval mode
+        assert calls and all(call == (torch.uint8, trainer.device) for call in calls)
+        assert forwards and all(forward == (False, False) for forward in forwards)
+        assert "policy search plan" in caplog.text and "policy search:" in caplog.text
+    finally:
+        trainer.close()
+
+
+def test_search_is_skipped_when_the_budget_cannot_pay():
+    train, _ = easy_task(40)
+    config = TRIGGER_AT_ONCE.replace(augmentation="searched", faa_max_search_s=1e-4, warmup_epochs=50)
+    trainer = Trainer(Metadata(40, 3), config)
+    try:
+        trainer.train(train, remaining_time_budget=30.0)
+        selection = trainer.augmentation
+        assert selection is not None and not selection.plan.run and selection.search is None
+        assert "skipped" in selection.reason
+        assert trainer.state.augment is None
+        assert trainer.state.schedule.warming_up  # nothing restored
+    finally:
+        trainer.close()
+
+
+def test_a_worse_augmented_model_never_replaces_the_best_checkpoint(monkeypatch):
+    train, _ = easy_task(40)
+    test = [(x, y * 0) for x, y in easy_task(12, seed=1)[0]]
+    trainer = Trainer(Metadata(40, 3), TRIGGER_AT_ONCE.replace(augmentation="random"))
+    try:
+        trainer.train(train, remaining_time_budget=30.0)
+        assert trainer.state.augment is not None
+        before = trainer.test(test)
+        best_version, best_nauc = trainer.best_version, trainer.best_nauc
+        best_weights = {k: v.clone() for k, v in trainer.state.best_net.state_dict().items()}
+
+        def worse(state):
+            return ValidationResult(best_nauc - 0.05, trainer.best_loss + 1.0, tta_helps=False)
+
+        monkeypatch.setattr(trainer, "_evaluate", worse)
+        epochs = trainer.epochs
+        trainer.train(train, remaining_time_budget=30.0)
+        assert trainer.epochs > epochs  # the augmented model did train
+        assert (trainer.best_version, trainer.best_nauc) == (best_version, best_nauc)
+        for name, value in trainer.state.best_net.state_dict().items():
+            assert torch.equal(value, best_weights[name]), name
+        assert np.array_equal(trainer.test(test), before)
+    finally:
+        trainer.close()
+
+
+class FailingAugment(Augment):
+    """An augmentation whose draw always fails."""
+
+    def draw(self, rng, height, width):
+        raise ValueError("broken augmentation")
+
+
+def test_a_failing_transform_ends_the_call_and_joins_the_workers(caplog):
+    train, _ = easy_task(30)
+    trainer = Trainer(Metadata(30, 3), FAST.replace(loader_workers=2, loader_queue=1))
+    try:
+        trainer.train(train, remaining_time_budget=30.0)
+        trainer.state.install_augment(FailingAugment(0))
+        with caplog.at_level(logging.ERROR):
+            for _ in range(2):  # batches queued before the transform may carry one call through
+                trainer.train(train, remaining_time_budget=30.0)
+                if "training call failed" in caplog.text:
+                    break
+        assert "training call failed" in caplog.text
+        assert trainer.state.loader is None and not _batch_threads()
+        # a working augmentation brings training back on a fresh loader
+        trainer.state.install_augment(IdentityAugment(0))
+        epochs = trainer.epochs
+        trainer.train(train, remaining_time_budget=30.0)
+        assert trainer.epochs > epochs
+    finally:
+        trainer.close()
+    assert not _batch_threads()
+
+
+def test_workers_stop_when_training_is_done():
+    train, _ = easy_task(30)
+    trainer = Trainer(Metadata(30, 3), FAST)
+    try:
+        trainer.train(train, remaining_time_budget=30.0)
+        assert _batch_threads()
+        trainer.train(train, remaining_time_budget=0.1)  # inside the safety margin: done
+        assert trainer.done_training and trainer.state.loader is None and not _batch_threads()
+    finally:
+        trainer.close()
