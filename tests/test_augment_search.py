@@ -138,10 +138,14 @@ def test_search_is_skipped_when_not_even_a_few_candidates_fit():
 
 
 def test_search_logs_candidates_and_choice(caplog):
-    with caplog.at_level(logging.INFO, logger="autoclint.augment.search"):
+    """Each candidate at DEBUG, the summary with the chosen sub-policies at INFO."""
+    with caplog.at_level(logging.DEBUG, logger="autoclint.augment.search"):
         search_policies(ScoreBySubPolicy(values_around_baseline()), CIFAR10_ARCHIVE, num_candidates=3)
     text = caplog.text
     assert "candidate 0: score" in text and "candidate 2: score" in text and "chose" in text
+    summaries = [record for record in caplog.records if record.levelno == logging.INFO]
+    assert any("chose" in record.getMessage() for record in summaries)
+    assert not any("candidate 0: score" in record.getMessage() for record in summaries)
 
 
 def test_bad_search_arguments_are_rejected():

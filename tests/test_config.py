@@ -58,3 +58,36 @@ def test_load_config_from_file_beside_model(monkeypatch, tmp_path):
     (tmp_path / CONFIG_FILE_NAME).write_text("{not json")
     with pytest.raises(ValueError, match=CONFIG_FILE_NAME):
         load_config(tmp_path)
+
+
+@pytest.mark.parametrize("strategy", ["none", "random", "searched", "trivialaugment"])
+def test_every_augmentation_strategy_is_accepted_through_the_benchmark_method(strategy):
+    from autoclint.config import parse_config_text
+    from autoclint.experiments.methods import parse_method
+
+    config = parse_config_text(parse_method(f"aug={strategy}").config_env(seed=3), "AUTOCLINT_CONFIG")
+    assert (config.augmentation, config.seed) == (strategy, 3)
+
+
+def test_search_knobs_follow_algorithm_1_and_bad_ones_are_named():
+    config = ModelConfig()
+    assert config.augmentation == "searched"
+    assert (config.faa_sub_policies, config.faa_candidates, config.faa_top_n) == (3, 100, 5)
+    with pytest.raises(ValueError, match="augmentation"):
+        ModelConfig(augmentation="autoaugment")
+    with pytest.raises(ValueError, match="faa_candidates"):
+        ModelConfig(faa_candidates=0)
+    with pytest.raises(ValueError, match="faa_max_budget_fraction"):
+        ModelConfig(faa_max_budget_fraction=1.0)
+
+
+def test_worker_count_comes_from_the_cores_unless_set(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
+    assert ModelConfig().worker_count() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert ModelConfig().worker_count() == 4
+    assert ModelConfig(loader_workers=2).worker_count() == 2
+    with pytest.raises(ValueError, match="loader_workers"):
+        ModelConfig(loader_workers=-1)
