@@ -3,7 +3,9 @@
 
 Prints, in one run: the bare train-step img/s (random tensors, fp32) at the planned input shape and
 batch, the trainer's steady-state img/s on an in-memory data set of that shape (cache -> worker
-threads -> network), their ratio (target >= 0.9), and the seconds from Model() to the first prediction
+threads -> network) without augmentation and with the `--augment` strategy in the batch workers
+(`searched`: a searched-like policy, the sub-policies of 5 random candidates of 3 from the archive),
+their ratios to the bare step (target >= 0.9), and the seconds from Model() to the first prediction
 on scikit-learn's digits (1797 8×8 images; target <= 15 s).
 """
 
@@ -22,7 +24,9 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autoclint.config import ModelConfig  # noqa: E402
+from autoclint.augment import CIFAR10_ARCHIVE, Augment, make_augment  # noqa: E402
+from autoclint.augment.pipeline import sample_sub_policies  # noqa: E402
+from autoclint.config import AUGMENTATIONS, ModelConfig  # noqa: E402
 from autoclint.trainer import Trainer, TrainingState, configure_threads, pick_device  # noqa: E402
 
 
@@ -83,6 +87,31 @@ def trainer_images_per_second(trainer: Trainer, state: TrainingState, epochs: in
     return epochs * state.plan.steps_per_epoch * state.plan.batch_size / (time.perf_counter() - start)
 
 
+def searched_like_augment(seed: int = 0, candidates: int = 5, per_candidate: int = 3) -> Augment:
+    """What a search typically installs: the merged sub-policies of `candidates` random candidates."""
+    rng = np.random.default_rng(seed)
+    merged: dict = {}
+    for _ in range(candidates):
+        for sub_policy in sample_sub_policies(CIFAR10_ARCHIVE, per_candidate, rng):
+            merged.setdefault(sub_policy, None)
+    return make_augment("searched", tuple(merged), seed=seed)
+
+
+def benchmark_augment(strategy: str) -> Augment | None:
+    """The augmentation measured for a strategy (None: no transform at all)."""
+    if strategy == "none":
+        return None
+    if strategy == "searched":
+        return searched_like_augment()
+    return make_augment(strategy, seed=0)
+
+
+def use_augment(state: TrainingState, augment: Augment | None) -> None:
+    """Switch the training augmentation on a fresh loader, so that no batch built before counts."""
+    state.close_loader()
+    state.augment = augment
+
+
 def first_prediction_seconds() -> float:
     """Seconds from Model() to the first prediction on the digits data set, through the platform API."""
     from sklearn.datasets import load_digits
@@ -112,31 +141,53 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3, help="alternating bare/trainer measurements")
     parser.add_argument("--epochs", type=int, default=2, help="trainer epochs per round")
+    parser.add_argument("--augment", choices=AUGMENTATIONS, default="searched",
+                        help="augmentation measured against the unaugmented pipeline (default: searched-like)")
+    parser.add_argument("--workers", type=int, default=0, help="batch worker threads (0: automatic)")
+    parser.add_argument("--no_first_prediction", action="store_true", help="skip the digits first-prediction timing")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
 
     device = pick_device()
     threads = configure_threads(0)
-    config = ModelConfig(pretrained=False)
+    config = ModelConfig(pretrained=False, loader_workers=args.workers)
     trainer = Trainer(Metadata(args.examples, args.classes), config)
     state = TrainingState(trainer, synthetic_pairs(args.examples, args.size, args.channels, args.classes))
     trainer.state = state
     state.filler.wait_for(args.examples)
     plan = state.plan
-    print(f"device {device}, {threads} CPU threads, plan {plan.height}x{plan.width}x{plan.channels} "
-          f"batch {plan.batch_size}, {plan.steps_per_epoch} steps/epoch")
+    augment = benchmark_augment(args.augment)
+    print(f"device {device}, {threads} CPU threads, {config.worker_count()} batch workers, plan "
+          f"{plan.height}x{plan.width}x{plan.channels} batch {plan.batch_size}, {plan.steps_per_epoch} steps/epoch, "
+          f"augmentation {args.augment}: {augment!r}")
     trainer_images_per_second(trainer, state, 1)  # warm-up
-    bare, ours = [], []
+    bare, raw, augmented = [], [], []
     for _ in range(args.rounds):
         bare.append(bare_images_per_second(plan.height, plan.channels, plan.batch_size, args.classes,
                                            plan.steps_per_epoch * args.epochs, device))
-        ours.append(trainer_images_per_second(trainer, state, args.epochs))
+        use_augment(state, None)
+        raw.append(trainer_images_per_second(trainer, state, args.epochs))
+        if augment is not None:
+            use_augment(state, augment)
+            augmented.append(trainer_images_per_second(trainer, state, args.epochs))
     trainer.close()
-    print(f"bare torchvision resnet18 train step: {max(bare):8.1f} img/s (rounds: {', '.join(f'{v:.0f}' for v in bare)})")
-    print(f"autoclint trainer steady state:       {max(ours):8.1f} img/s (rounds: {', '.join(f'{v:.0f}' for v in ours)})")
-    print(f"ratio (best of rounds): {max(ours) / max(bare):.3f}   (median: {np.median(ours) / np.median(bare):.3f})")
-    print(f"time from Model() to first prediction on digits: {first_prediction_seconds():.2f} s")
+    report("bare torchvision resnet18 train step:", bare)
+    report("autoclint trainer, no augmentation:  ", raw)
+    print(f"ratio no augmentation / bare (best of rounds): {max(raw) / max(bare):.3f}   "
+          f"(median: {np.median(raw) / np.median(bare):.3f})")
+    if augmented:
+        report(f"autoclint trainer, {args.augment + ':':15s}   ", augmented)
+        print(f"ratio {args.augment} / bare (best of rounds): {max(augmented) / max(bare):.3f}   "
+              f"(median: {np.median(augmented) / np.median(bare):.3f});  {args.augment} / no augmentation: "
+              f"{max(augmented) / max(raw):.3f}")
+    if not args.no_first_prediction:
+        print(f"time from Model() to first prediction on digits: {first_prediction_seconds():.2f} s")
+
+
+def report(label: str, values: list[float]) -> None:
+    """One line: best img/s and every round."""
+    print(f"{label} {max(values):8.1f} img/s (rounds: {', '.join(f'{v:.0f}' for v in values)})")
 
 
 if __name__ == "__main__":
