@@ -1,0 +1,41 @@
+"""The default configuration through the local starter kit on digits: the policy search runs once validation
+passes the trigger, its choice is logged to the kit's console, and predictions go on within the budget."""
+
+import re
+
+import pytest
+
+from autoclint.harness.cli import main
+from autoclint.harness.scoring import read_end_file, read_start_file
+
+BUDGET_S = 60.0
+
+
+@pytest.mark.slow
+def test_default_search_on_digits_through_the_starter_kit(tmp_path, capfd, monkeypatch):
+    monkeypatch.delenv("AUTOCLINT_CONFIG", raising=False)
+    output, scores = tmp_path / "out", tmp_path / "scores"
+    lines = []
+    argv = ["--time_budget", str(BUDGET_S), "--output_dir", str(output), "--score_dir", str(scores)]
+    assert main(argv, emit=lines.append) == 0
+    console = capfd.readouterr().err  # the ingestion child writes its log to the kit's stderr
+
+    assert "choosing the 'searched' training augmentation" in console
+    assert "policy search plan" in console
+    searched = re.search(r"policy search: (\d+)/(\d+) candidates beat [\d.]+; chose (\d+) sub-policies", console)
+    assert searched, console[-3000:]
+    assert int(searched.group(2)) >= 3
+    if int(searched.group(3)):
+        assert "training on augmented data from now on" in console
+    else:
+        assert "training continues unaugmented" in console
+
+    start = read_start_file(output)
+    assert read_end_file(output)["ingestion_success"] == "1"
+    times = sorted(start.prediction_times.values())
+    assert times[-1] - start.start_time < BUDGET_S
+    # training and predictions continue after the search
+    after_search = console[console.index("policy search:"):]
+    assert re.search(r"epoch \d+: valid NAUC", after_search)
+    assert re.search(r"prediction \d+ written", after_search)
+    assert any(line.startswith("ALC = ") for line in lines)
