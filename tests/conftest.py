@@ -1,6 +1,8 @@
 """Shared test fixtures: where the real datasets are, skipping cleanly when they are absent."""
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -22,3 +24,17 @@ def autodl_samples(shared_datasets: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"AutoDL samples not found at {path}")
     return path
+
+
+@pytest.fixture
+def load_script():
+    """Imports a file of scripts/ as a module (scripts/ is not a package): load_script("make_submission")."""
+
+    def load(name: str) -> ModuleType:
+        path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -3,7 +3,6 @@
 import functools
 import hashlib
 import http.server
-import importlib.util
 import socket
 import threading
 from pathlib import Path
@@ -11,13 +10,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("fetch_weights", REPO / "scripts" / "fetch_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -42,8 +34,8 @@ def weights_named_like_torchvision(folder: Path, payload: bytes) -> str:
     return name
 
 
-def test_downloads_and_verifies_then_reuses(file_server, tmp_path, capsys):
-    fetch_weights = load_script()
+def test_downloads_and_verifies_then_reuses(load_script, file_server, tmp_path, capsys):
+    fetch_weights = load_script("fetch_weights")
     served, base = file_server
     name = weights_named_like_torchvision(served, b"weights" * 1000)
     out = tmp_path / "models"
@@ -56,8 +48,8 @@ def test_downloads_and_verifies_then_reuses(file_server, tmp_path, capsys):
     assert "already there" in capsys.readouterr().out
 
 
-def test_checksum_mismatch_fails_and_leaves_nothing(file_server, tmp_path, capsys):
-    fetch_weights = load_script()
+def test_checksum_mismatch_fails_and_leaves_nothing(load_script, file_server, tmp_path, capsys):
+    fetch_weights = load_script("fetch_weights")
     served, base = file_server
     (served / "resnet18-00000000.pth").write_bytes(b"not the weights")
     out = tmp_path / "models"
@@ -67,8 +59,8 @@ def test_checksum_mismatch_fails_and_leaves_nothing(file_server, tmp_path, capsy
     assert not (out / "resnet18-00000000.pth").exists()
 
 
-def test_offline_says_where_to_put_the_file(tmp_path, capsys):
-    fetch_weights = load_script()
+def test_offline_says_where_to_put_the_file(load_script, tmp_path, capsys):
+    fetch_weights = load_script("fetch_weights")
     with socket.socket() as probe:  # a loopback port with nothing listening
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -81,7 +73,7 @@ def test_offline_says_where_to_put_the_file(tmp_path, capsys):
     assert "AUTOCLINT_WEIGHTS" in err
 
 
-def test_default_url_is_torchvisions_resnet18():
-    fetch_weights = load_script()
+def test_default_url_is_torchvisions_resnet18(load_script):
+    fetch_weights = load_script("fetch_weights")
     assert fetch_weights.DEFAULT_URL.endswith("/resnet18-f37072fd.pth")
     assert fetch_weights.expected_hash_prefix(fetch_weights.DEFAULT_URL) == "f37072fd"

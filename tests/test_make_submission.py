@@ -1,19 +1,11 @@
 """scripts/make_submission.py: what goes into the zip, the size limit, and the zip's own check run."""
 
-import importlib.util
 import zipfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("make_submission", REPO / "scripts" / "make_submission.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def fake_project(root: Path, weights: bool) -> Path:
@@ -31,8 +23,8 @@ def fake_project(root: Path, weights: bool) -> Path:
     return root
 
 
-def test_zip_holds_model_package_and_weights_only(tmp_path):
-    make_submission = load_script()
+def test_zip_holds_model_package_and_weights_only(load_script, tmp_path):
+    make_submission = load_script("make_submission")
     project = fake_project(tmp_path / "project", weights=True)
     archive = tmp_path / "out" / "submission.zip"
 
@@ -43,15 +35,15 @@ def test_zip_holds_model_package_and_weights_only(tmp_path):
     assert make_submission.has_weights(files)
 
 
-def test_missing_weights_are_noticed(tmp_path):
-    make_submission = load_script()
+def test_missing_weights_are_noticed(load_script, tmp_path):
+    make_submission = load_script("make_submission")
     project = fake_project(tmp_path / "project", weights=False)
     files = make_submission.build_zip(tmp_path / "submission.zip", repo=project)
     assert not make_submission.has_weights(files)
 
 
-def test_refuses_to_build_past_the_size_limit(tmp_path):
-    make_submission = load_script()
+def test_refuses_to_build_past_the_size_limit(load_script, tmp_path):
+    make_submission = load_script("make_submission")
     project = fake_project(tmp_path / "project", weights=True)
     archive = tmp_path / "submission.zip"
     with pytest.raises(ValueError, match="over the platform's limit"):
@@ -59,17 +51,17 @@ def test_refuses_to_build_past_the_size_limit(tmp_path):
     assert not archive.exists()
 
 
-def test_missing_model_py_is_an_error(tmp_path):
-    make_submission = load_script()
+def test_missing_model_py_is_an_error(load_script, tmp_path):
+    make_submission = load_script("make_submission")
     project = fake_project(tmp_path / "project", weights=False)
     (project / "model.py").unlink()
     with pytest.raises(FileNotFoundError, match="model.py"):
         make_submission.build_zip(tmp_path / "submission.zip", repo=project)
 
 
-def test_the_real_submission_passes_its_own_check(tmp_path, capsys):
+def test_the_real_submission_passes_its_own_check(load_script, tmp_path, capsys):
     """The zip of this checkout, unpacked alone, runs through the starter kit and gets scored."""
-    make_submission = load_script()
+    make_submission = load_script("make_submission")
     archive = tmp_path / "autoclint.zip"
     code = make_submission.main(["--output", str(archive), "--time_budget", "15"])
     out, err = capsys.readouterr()
