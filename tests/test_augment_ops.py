@@ -1,5 +1,6 @@
-"""Ops and augmentation callables: torchvision-equal on RGB/grey, shape/dtype kept for any channel
-count, one draw per video, one per batch sample, deterministic, thread-safe and picklable."""
+"""Ops and augmentation callables: torchvision-equal on RGB/grey (tensor and PIL kernels), shape/dtype
+kept for any channel count, one draw per video, one per batch sample, deterministic, thread-safe and
+picklable, and no torch kernel on the pixels of grey/RGB batches (the PIL path of the batch workers)."""
 
 import pickle
 from concurrent.futures import ThreadPoolExecutor
@@ -7,9 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from torchvision.transforms.v2 import AutoAugment, InterpolationMode, TrivialAugmentWide
+from torchvision.transforms.v2 import functional as F
 
-from autoclint.augment.ops import OP_NAMES, apply_op
+from autoclint.augment.ops import OP_NAMES, apply_op, apply_op_to_pil, apply_ops_with_pil
 from autoclint.augment.pipeline import (
     AugmentStrategy,
     IdentityAugment,
@@ -42,6 +46,82 @@ def test_ops_equal_torchvisions_autoaugment_ops(name, channels):
         image, name, MAGNITUDES[name], interpolation=InterpolationMode.NEAREST, fill=reference._fill
     )
     assert torch.equal(apply_op(image, name, MAGNITUDES[name]), expected)
+
+
+def torchvision_on_pil(image: torch.Tensor, ops) -> torch.Tensor:
+    """What torchvision's AutoAugment does to the PIL version of a [C, H, W] image for these ops."""
+    reference = AutoAugment()
+    pil = F.to_pil_image(image)
+    for name, magnitude in ops:
+        pil = reference._apply_image_or_video_transform(
+            pil, name, magnitude, interpolation=InterpolationMode.NEAREST, fill=reference._fill
+        )
+    return F.pil_to_tensor(pil)
+
+
+@pytest.mark.parametrize("name", [n for n in OP_NAMES if n != "Identity"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_pil_path_equals_torchvisions_autoaugment_on_pil_images(name, channels):
+    image = smooth_images(channels, 32, 30)  # Pillow's Equalize leaves images under 255 pixels alone
+    expected = torchvision_on_pil(image, [(name, MAGNITUDES[name])])
+    assert torch.equal(expected, image) == (name == "Color" and channels == 1)  # saturation of grey: none
+    assert torch.equal(torch.from_numpy(apply_ops_with_pil(image.numpy(), [(name, MAGNITUDES[name])])), expected)
+
+
+def test_pil_path_rejects_what_pil_cannot_hold():
+    with pytest.raises(ValueError, match=r"C in \(1, 3\)"):
+        apply_ops_with_pil(np.zeros((4, 8, 8), np.uint8), [("Invert", 0.0)])
+    with pytest.raises(ValueError, match="uint8"):
+        apply_ops_with_pil(np.zeros((3, 8, 8), np.float32), [("Invert", 0.0)])
+    with pytest.raises(TypeError, match="PIL image"):
+        apply_op_to_pil(torch.zeros(3, 8, 8, dtype=torch.uint8), "Invert", 0.0)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("factory", [lambda: PolicyAugment(CIFAR10_ARCHIVE, 0), lambda: TrivialAugment(0)])
+def test_grey_and_rgb_batches_are_augmented_as_torchvision_does_pil_images(channels, factory):
+    batch = smooth_images(24, channels, 12, 10)
+    augment = factory()
+    out = augment.augment_batch(batch, rng=np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    draws = [augment.draw(rng, 12, 10) for _ in range(len(batch))]
+    assert sum(bool(draw) for draw in draws) > 6
+    for sample, draw, augmented in zip(batch, draws, out):
+        assert torch.equal(augmented, torchvision_on_pil(sample, draw))
+
+
+NO_KERNEL_OPS = {"aten.lift_fresh.default", "aten.detach.default"}
+"""How torch.from_numpy shows under a dispatch mode: wrapping an array, no computation."""
+
+
+class PixelKernelRecorder(TorchDispatchMode):
+    """Records the torch ops that compute on a tensor of at least `min_numel` elements (the pixels)."""
+
+    def __init__(self, min_numel: int) -> None:
+        super().__init__()
+        self.min_numel = min_numel
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        leaves = tree_leaves((args, kwargs or {}))
+        large = any(isinstance(leaf, torch.Tensor) and leaf.numel() >= self.min_numel for leaf in leaves)
+        if large and str(func) not in NO_KERNEL_OPS:
+            self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("shape", [(16, 3, 12, 10), (16, 1, 12, 10), (4, 3, 3, 12, 10)])
+def test_grey_and_rgb_batches_run_no_torch_kernel_on_the_pixels(shape):
+    batch = smooth_images(*shape)
+    augment = make_augment("random", num_random=25, seed=0)
+    with PixelKernelRecorder(min_numel=120) as recorder:
+        out = augment.augment_batch(batch)
+    assert not torch.equal(out, batch)
+    assert recorder.ops == []
+    other = smooth_images(16, 4, 12, 10)  # no PIL mode for 4 channels: the tensor kernels run
+    with PixelKernelRecorder(min_numel=120) as recorder:
+        augment.augment_batch(other)
+    assert recorder.ops
 
 
 @pytest.mark.parametrize("name", OP_NAMES)

@@ -4,7 +4,11 @@ sub-policies (random or searched) and TrivialAugmentWide, chosen by `make_augmen
 Every callable takes one sample (an image [C, H, W] or a video [T, C, H, W], whose frames share one
 random draw) or, through `augment_batch`, a batch [N, ...] with an independent draw per sample. The
 random draws come from a seeded numpy Generator guarded by a lock (thread-safe, deterministic for a
-given seed and call order) or from a generator passed to the call; objects pickle with their state."""
+given seed and call order) or from a generator passed to the call; objects pickle with their state.
+
+Grey and RGB samples on the CPU go through the PIL kernels of the same torchvision ops (as AutoAugment
+on PIL images), converted with numpy: the batch workers then never start an OpenMP team of their own
+to compete with the training step for the cores. Other channel counts use the tensor kernels."""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import InterpolationMode, TrivialAugmentWide
 
-from autoclint.augment.ops import apply_op, check_uint8_images
+from autoclint.augment.ops import PIL_CHANNELS, apply_op, apply_ops_with_pil, check_uint8_images
 from autoclint.augment.policies import CIFAR10_ARCHIVE, SubPolicy, is_signed, op_magnitude
 
 logger = logging.getLogger(__name__)
@@ -78,6 +82,13 @@ class Augment:
         draws = self._draws(batch.shape[0], height, width, rng)
         if not any(draws):
             return batch
+        if takes_pil_path(batch):
+            array = batch.numpy()
+            result = array.copy()
+            for index, draw in enumerate(draws):
+                if draw:
+                    result[index] = self._apply_with_pil(array[index], draw)
+            return torch.from_numpy(result)
         return torch.stack([self._apply(sample, draw) for sample, draw in zip(batch, draws)])
 
     def _draws(
@@ -94,9 +105,14 @@ class Augment:
         raise NotImplementedError
 
     def _apply(self, sample: torch.Tensor, draw: tuple[OpDraw, ...]) -> torch.Tensor:
+        if draw and takes_pil_path(sample):
+            return torch.from_numpy(self._apply_with_pil(sample.numpy(), draw))
         for name, magnitude in draw:
             sample = apply_op(sample, name, magnitude, interpolation=self.interpolation, fill=self.fill)
         return sample
+
+    def _apply_with_pil(self, sample: np.ndarray, draw: tuple[OpDraw, ...]) -> np.ndarray:
+        return apply_ops_with_pil(sample, draw, interpolation=self.interpolation, fill=self.fill)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -106,6 +122,11 @@ class Augment:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def takes_pil_path(images: torch.Tensor) -> bool:
+    """Whether uint8 images [..., C, H, W] are augmented as PIL images: grey or RGB, in CPU memory."""
+    return images.device.type == "cpu" and images.shape[-3] in PIL_CHANNELS
 
 
 class IdentityAugment(Augment):
