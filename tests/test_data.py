@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from autoclint.augment import Op, PolicyAugment, SubPolicy
 from autoclint.data.batches import BatchLoader, TrainSampler, random_flip, to_batch_tensor, to_channels_first
 from autoclint.data.bridge import is_tf_dataset, iterate_numpy
 from autoclint.data.cache import CacheFiller, ExampleCache
@@ -148,6 +149,22 @@ def test_loader_builds_uint8_batches_applies_the_transform_and_shuts_down():
         assert examples.shape == (4, 3, 4, 4) and examples.dtype == torch.uint8
         assert labels.shape == (4, 2) and examples.min() >= 255 - 11
         assert calls
+    assert loader.alive_workers == 0
+
+
+@pytest.mark.parametrize("frames, channels", [(1, 3), (1, 1), (1, 4), (3, 3)])
+def test_loader_workers_apply_a_policy_augmentation_to_every_sample(frames, channels):
+    cache = ExampleCache((frames, 4, 4, channels), num_classes=2, capacity=8)
+    for index in range(8):
+        cache.append(np.full((frames, 4, 4, channels), 10 + index, np.uint8), np.eye(2)[index % 2])
+    always_invert = PolicyAugment([SubPolicy(Op("Invert", 1.0, None), Op("Equalize", 0.0, None))], 0)
+    with BatchLoader(cache, TrainSampler(cache, np.array([0]), 0), batch_size=4, queue_size=1) as loader:
+        loader.set_transform(always_invert.augment_batch)
+        batches = [loader.next_batch(timeout=10)[0] for _ in range(5)]  # the first ones may predate the transform
+    examples = batches[-1]
+    expected_shape = (4, channels, 4, 4) if frames == 1 else (4, frames, channels, 4, 4)
+    assert examples.shape == expected_shape and examples.dtype == torch.uint8 and examples.is_contiguous()
+    assert int(examples.min()) >= 255 - 17 and int(examples.max()) <= 255 - 11
     assert loader.alive_workers == 0
 
 
