@@ -63,6 +63,7 @@ class ModelConfig:
     max_slice_s: float = 120.0
     slice_patience: float = 4.0  # a call without improvement ends after this many slices
     safety_margin_s: float = 3.0
+    duration_margin: float = 2.0  # a step, evaluation or test pass is planned as this many times its measured time
     eval_batch_size: int = 256
     # training augmentation, installed once validation NAUC passes `faa_trigger_nauc` (paper §3.2):
     # none | random (C archive sub-policies, no search) | searched (Algorithm 1) | trivialaugment
@@ -91,6 +92,8 @@ class ModelConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)!r}")
+        if self.duration_margin < 1.0:
+            raise ValueError(f"ModelConfig.duration_margin must be at least 1, got {self.duration_margin!r}")
         if not 0.0 < self.valid_ratio < 1.0:
             raise ValueError(f"ModelConfig.valid_ratio must be in (0, 1), got {self.valid_ratio!r}")
         if not 0.0 < self.plateau_factor < 1.0:

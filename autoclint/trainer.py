@@ -81,6 +81,7 @@ class TrainingState:
     def __init__(self, trainer: "Trainer", dataset: Any) -> None:
         config, device = trainer.config, trainer.device
         source = iterate_numpy(dataset)
+        read_start = time.monotonic()
         sample = list(itertools.islice(source, config.probe_size))
         self.probe: Probe = probe_examples(sample)
         if self.probe.num_classes != trainer.output_dim:
@@ -92,6 +93,7 @@ class TrainingState:
         self.cache = ExampleCache(self.converter.shape, self.probe.num_classes, capacity=max(total, len(sample)))
         for example, label in sample:
             self.cache.append(self.converter(example), label)
+        self._probe_read_seconds = (time.monotonic() - read_start) / max(1, len(sample))
         self.filler = CacheFiller(source, self.cache, self.converter).start()
         if trainer.num_examples <= 0 or must_read_all_first(self.probe, total, config.small_dataset):
             available = self.filler.wait_for(math.inf)
@@ -122,6 +124,11 @@ class TrainingState:
                 logger.exception("unusable ImageNet weights file: training from random initialisation")
         memory_format = torch.channels_last if trainer.device.type == "cuda" else torch.contiguous_format
         return net.to(trainer.device, memory_format=memory_format)
+
+    def read_seconds_per_example(self) -> float:
+        """Measured seconds to read and convert one example (the background decoder's rate when known)."""
+        measured = self.filler.seconds_per_example
+        return self._probe_read_seconds if measured is None else max(measured, self._probe_read_seconds)
 
     def start_loader(self, config: ModelConfig, device: torch.device) -> BatchLoader:
         """The running batch loader (a fresh one after a failure closed the last)."""
@@ -184,13 +191,15 @@ class Trainer:
         self.history: list[tuple[float, float]] = []  # (seconds since creation, validation NAUC)
         self._created = time.monotonic()
         self._failures = 0
-        self._epoch_seconds = 0.0
-        self._eval_seconds = 0.0
+        self._steps_seen = 0
+        self._last_step_seconds = 0.0
+        self._mean_step_seconds = 0.0
+        self._valid_pass_seconds: float | None = None
         self._test_set: DeviceSet | None = None
         self._num_test: int | None = None
         self._prediction: np.ndarray | None = None
         self._prediction_version = -1
-        self._test_seconds: float | None = None
+        self._test_pass_seconds: float | None = None
         self._augmentation_chosen = False
         self.augmentation: AugmentSelection | None = None
         self._autocast_dtype = self._pick_autocast_dtype()
@@ -230,9 +239,9 @@ class Trainer:
 
     def _no_time_to_predict(self, remaining: float | None) -> bool:
         """True when a new test pass might not end within the remaining budget."""
-        if remaining is None or self._test_seconds is None:
+        if remaining is None or self.state is None:
             return False
-        return remaining < 2.0 * self._test_seconds + 0.5
+        return remaining < self._test_estimate(self.state) + 0.5
 
     def close(self) -> None:
         """Stop the background threads (also safe when nothing was started)."""
@@ -241,19 +250,63 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
 
-    def _safety_margin(self) -> float:
-        test_seconds = self._test_seconds if self._test_seconds is not None else UNKNOWN_TEST_DURATION_S
-        return self.config.safety_margin_s + test_seconds
+    # ------------------------------------------------------------------ time estimates
+
+    def _step_estimate(self) -> float:
+        """Seconds the next training step may take: a margin over the slower of the last step and the mean."""
+        return self.config.duration_margin * max(self._last_step_seconds, self._mean_step_seconds)
+
+    def _record_step(self, seconds: float) -> None:
+        self._steps_seen += 1
+        if self._steps_seen == 1:  # the very first step also sets up kernels and buffers: not representative
+            return
+        self._last_step_seconds = seconds
+        mean = self._mean_step_seconds
+        self._mean_step_seconds = seconds if mean == 0.0 else 0.9 * mean + 0.1 * seconds
+
+    def _forward_pass_seconds(self, state: TrainingState, count: int) -> float:
+        """One forward pass over `count` examples: as measured on the test set, else scaled from the last
+        validation pass (small passes cost about as much as one batch), else from the training steps."""
+        if self._test_pass_seconds is not None and count == self._num_test:
+            return self._test_pass_seconds
+        if self._valid_pass_seconds is not None:
+            return self._valid_pass_seconds * max(1.0, count / max(1, len(state.valid)))
+        return self._mean_step_seconds * max(1.0, count / state.plan.batch_size)  # a step costs about 3 passes
+
+    def _eval_estimate(self, state: TrainingState) -> float:
+        """Seconds the next validation pass may take."""
+        if len(state.valid) == 0:
+            return 0.0
+        passes = 2 if self.config.tta_flip else 1
+        return self.config.duration_margin * passes * self._forward_pass_seconds(state, len(state.valid))
+
+    def _test_estimate(self, state: TrainingState) -> float:
+        """Seconds the next test call may take: reading the test set the first time, then one or two passes.
+
+        Before the test set was seen its size is unknown; the first call is short and ends in a prediction
+        anyway, so only a fixed allowance is kept then.
+        """
+        if self._num_test is None:
+            return UNKNOWN_TEST_DURATION_S
+        passes = 2 if self.config.tta_flip and self.best_version > 0 else 1  # flip TTA may be on by then
+        seconds = passes * self._forward_pass_seconds(state, self._num_test)
+        if self._test_set is None:
+            seconds += state.read_seconds_per_example() * self._num_test
+        return self.config.duration_margin * seconds
+
+    def _deadline(self, budget_end: float) -> float:
+        """When training must stop: before the budget's end by the safety margin and one test call."""
+        if self.state is None:
+            return budget_end - self.config.safety_margin_s - UNKNOWN_TEST_DURATION_S
+        return budget_end - self.config.safety_margin_s - self._test_estimate(self.state)
 
     def _slice_seconds(self) -> float:
         return min(self.config.max_slice_s, self.config.first_slice_s * self.config.slice_growth**self.train_calls)
 
     def _train(self, dataset: Any, start: float, remaining: float | None) -> None:
-        deadline = math.inf if remaining is None else start + remaining - self._safety_margin()
-        if time.monotonic() >= deadline:
-            self.done_training = True
-            if self.state is not None:
-                self.state.close_loader()
+        budget_end = math.inf if remaining is None else start + remaining
+        if time.monotonic() >= self._deadline(budget_end):
+            self._stop_training()
             return
         if self.state is None:
             self.state = TrainingState(self, dataset)
@@ -261,28 +314,32 @@ class Trainer:
         loader = state.start_loader(self.config, self.device)
         train_start = time.monotonic()
         slice_s = self._slice_seconds()
-        give_up = min(deadline, train_start + slice_s * self.config.slice_patience)
+        slice_end = train_start + slice_s * self.config.slice_patience
         first_prediction = self.best_version == 0
         # before the first prediction: return after the first (possibly shortened) epoch
-        min_seconds, stop_epoch_at = (0.0, min(give_up, train_start + slice_s)) if first_prediction else (slice_s, give_up)
+        min_seconds, epoch_end = (0.0, train_start + slice_s) if first_prediction else (slice_s, slice_end)
         improved_in_call = False
         while True:
-            epoch_start = time.monotonic()
-            self._train_epoch(state, loader, stop_at=stop_epoch_at)
-            self._epoch_seconds = time.monotonic() - epoch_start
+            deadline = self._deadline(budget_end)
+            self._train_epoch(state, loader, stop_at=min(epoch_end, slice_end, deadline - self._eval_estimate(state)))
             improved_in_call = self._validate(state) or improved_in_call
-            self._maybe_start_augmentation(state, deadline)
+            self._maybe_start_augmentation(state, self._deadline(budget_end))
             now = time.monotonic()
-            if self._out_of_time(now, deadline) or self._saturated(state):
-                self.done_training = True
-                state.close_loader()  # the remaining calls only predict: free the CPU
+            if self._out_of_time(state, now, self._deadline(budget_end)) or self._saturated(state):
+                self._stop_training()
                 return
-            if (improved_in_call and now - train_start >= min_seconds) or now >= give_up:
+            if (improved_in_call and now - train_start >= min_seconds) or now >= slice_end:
                 return
 
-    def _out_of_time(self, now: float, deadline: float) -> bool:
-        """True when another epoch and evaluation would not fit before the deadline."""
-        return now + self._epoch_seconds + self._eval_seconds >= deadline
+    def _stop_training(self) -> None:
+        """No more training: the remaining calls only predict, so free the CPU of the batch workers."""
+        self.done_training = True
+        if self.state is not None:
+            self.state.close_loader()
+
+    def _out_of_time(self, state: TrainingState, now: float, deadline: float) -> bool:
+        """True when not even one more step and its evaluation would fit before the deadline."""
+        return now + self._step_estimate() + self._eval_estimate(state) >= deadline
 
     def _saturated(self, state: TrainingState) -> bool:
         """True once the plateau schedule has cut the learning rate to a negligible fraction."""
@@ -292,10 +349,14 @@ class Trainer:
         state.net.train()
         total, steps = torch.zeros((), device=self.device), 0
         for _ in range(state.plan.steps_per_epoch):
-            if steps and time.monotonic() >= stop_at:
+            step_start = time.monotonic()
+            if steps and step_start + self._step_estimate() >= stop_at:
                 break
             examples, labels = loader.next_batch()
             total += self._train_step(state, examples, labels)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # step times drive the deadline: measure them completely
+            self._record_step(time.monotonic() - step_start)
             steps += 1
         self.epochs += 1
         state.schedule.end_epoch(float(total) / max(1, steps))
@@ -376,7 +437,8 @@ class Trainer:
             state.best_net.load_state_dict(state.net.state_dict())
             self.use_tta = result.tta_helps
             self.best_version += 1
-        self._eval_seconds = time.monotonic() - eval_start
+        if len(state.valid):
+            self._valid_pass_seconds = (time.monotonic() - eval_start) / (2 if self.config.tta_flip else 1)
         self.history.append((time.monotonic() - self._created, result.nauc))
         logger.info(
             "epoch %d: valid NAUC %.4f loss %.4f lr %.3g%s",
@@ -455,7 +517,7 @@ class Trainer:
             if self.best_nauc > 0.0:
                 predict_start = time.monotonic()
                 self._prediction = self._scores(state.best_net, self._test_set, self.use_tta, state.plan.is_multilabel)
-                self._test_seconds = time.monotonic() - predict_start
+                self._test_pass_seconds = (time.monotonic() - predict_start) / (2 if self.use_tta else 1)
             else:  # no better than chance on validation: constant priors score exactly 0, never below
                 self._prediction = np.tile(self._priors(), (len(self._test_set), 1))
             self._prediction_version = self.best_version

@@ -123,3 +123,41 @@ def test_checkpoints_not_better_than_chance_predict_constant_priors():
     trainer.close()
     assert np.allclose(prediction, prediction[0]) and np.isclose(prediction[0].sum(), 1.0)
     assert nauc(np.stack([y for _, y in train]), prediction) == 0.0
+
+
+def test_a_machine_that_suddenly_slows_down_never_runs_past_the_budget(monkeypatch):
+    """Steps and evaluations become many times slower mid-run: training stops early enough to predict in time."""
+    train, _ = easy_task(90)
+    test, _ = easy_task(30, seed=1)
+    config = FAST.replace(steps_per_epoch=50, first_slice_s=1.0, num_threads=1)  # no thread contention of its own
+    trainer = Trainer(Metadata(90, 3), config)
+    start = time.monotonic()
+    slow_from = start + 2.0
+    original_step, original_logits = Trainer._train_step, Trainer._logits
+    slow_steps = []
+
+    def slow_step(self, *args):
+        if time.monotonic() > slow_from:
+            slow_steps.append(time.monotonic())
+            time.sleep(1.0)
+        return original_step(self, *args)
+
+    def slow_logits(self, *args, **kwargs):
+        if time.monotonic() > slow_from:
+            time.sleep(0.3)
+        return original_logits(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_train_step", slow_step)
+    monkeypatch.setattr(Trainer, "_logits", slow_logits)
+    budget = 9.0
+    try:
+        calls = 0
+        while not trainer.done_training:
+            trainer.train(train, remaining_time_budget=budget - (time.monotonic() - start))
+            prediction = trainer.test(test, remaining_time_budget=budget - (time.monotonic() - start))
+            calls += 1
+            assert prediction.shape == (30, 3)
+            assert time.monotonic() - start < budget, f"call {calls} ended past the budget"
+    finally:
+        trainer.close()
+    assert slow_steps, "the slowdown came after training ended: nothing was tested"

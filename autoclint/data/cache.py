@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable, Iterator
 
 import numpy as np
@@ -85,6 +86,8 @@ class CacheFiller:
         self._finished = threading.Event()
         self._grew = threading.Condition()
         self.error: BaseException | None = None
+        self._busy_seconds = 0.0
+        self._converted = 0
         self._thread = threading.Thread(target=self._run, name="autoclint-cache-filler", daemon=True)
 
     def start(self) -> "CacheFiller":
@@ -97,13 +100,26 @@ class CacheFiller:
         """True once the source is exhausted, failed or the filler was stopped."""
         return self._finished.is_set()
 
+    @property
+    def seconds_per_example(self) -> float | None:
+        """Mean seconds spent reading and converting one example so far (None before the first)."""
+        return self._busy_seconds / self._converted if self._converted else None
+
     def _run(self) -> None:
         try:
+            read_start = time.monotonic()
             for example, label in self._source:
-                self._running.wait()
+                if not self._running.is_set():  # paused time is not decoding time
+                    paused_at = time.monotonic()
+                    self._running.wait()
+                    read_start += time.monotonic() - paused_at
                 if self._stop.is_set():
                     break
                 self._cache.append(self._convert(example), label)
+                now = time.monotonic()
+                self._busy_seconds += now - read_start
+                self._converted += 1
+                read_start = now
                 with self._grew:
                     self._grew.notify_all()
         except BaseException as error:  # reported to the reader through `wait_for`
