@@ -231,7 +231,7 @@ class Trainer:
             if self._prediction is not None and self._no_time_to_predict(remaining_time_budget):
                 logger.warning("too little time left for a test pass: repeating the last prediction")
                 return self._prediction.copy()
-            prediction = self._test(dataset)
+            prediction = self._test(dataset, remaining_time_budget)
             return prediction.copy()
         except Exception:
             logger.exception("test call failed; returning the last good prediction")
@@ -288,8 +288,7 @@ class Trainer:
         """
         if self._num_test is None:
             return UNKNOWN_TEST_DURATION_S
-        passes = 2 if self.config.tta_flip and self.best_version > 0 else 1  # flip TTA may be on by then
-        seconds = passes * self._forward_pass_seconds(state, self._num_test)
+        seconds = self._forward_pass_seconds(state, self._num_test)  # flip TTA only where time is left for it
         if self._test_set is None:
             seconds += state.read_seconds_per_example() * self._num_test
         return self.config.duration_margin * seconds
@@ -504,7 +503,13 @@ class Trainer:
         self._num_test = len(converted)
         return DeviceSet(np.stack(converted), None, self.device)
 
-    def _test(self, dataset: Any) -> np.ndarray:
+    def _tta_fits(self, remaining: float | None) -> bool:
+        """Whether a second (flipped) test pass fits in the remaining budget."""
+        if remaining is None or self.state is None:
+            return True
+        return remaining > 2.0 * self._test_estimate(self.state) + 0.5
+
+    def _test(self, dataset: Any, remaining: float | None = None) -> np.ndarray:
         state = self.state
         if state is None:
             raise RuntimeError("test called before any successful training call")
@@ -516,8 +521,9 @@ class Trainer:
                 self._test_set = self._load_test_set(dataset, state)
             if self.best_nauc > 0.0:
                 predict_start = time.monotonic()
-                self._prediction = self._scores(state.best_net, self._test_set, self.use_tta, state.plan.is_multilabel)
-                self._test_pass_seconds = (time.monotonic() - predict_start) / (2 if self.use_tta else 1)
+                tta = self.use_tta and self._tta_fits(remaining)
+                self._prediction = self._scores(state.best_net, self._test_set, tta, state.plan.is_multilabel)
+                self._test_pass_seconds = (time.monotonic() - predict_start) / (2 if tta else 1)
             else:  # no better than chance on validation: constant priors score exactly 0, never below
                 self._prediction = np.tile(self._priors(), (len(self._test_set), 1))
             self._prediction_version = self.best_version
