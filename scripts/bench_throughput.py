@@ -3,10 +3,10 @@
 
 Prints, in one run: the bare train-step img/s (random tensors, fp32) at the planned input shape and
 batch, the trainer's steady-state img/s on an in-memory data set of that shape (cache -> worker
-threads -> network) without augmentation and with the `--augment` strategy in the batch workers
+threads -> network) without augmentation and with each `--augment` strategy in the batch workers
 (`searched`: a searched-like policy, the sub-policies of 5 random candidates of 3 from the archive),
-their ratios to the bare step (target >= 0.9), and the seconds from Model() to the first prediction
-on scikit-learn's digits (1797 8×8 images; target <= 15 s).
+all measured in turn within each round, their ratios to the bare step (target >= 0.9), and the
+seconds from Model() to the first prediction on scikit-learn's digits (1797 8×8 images; target <= 15 s).
 """
 
 from __future__ import annotations
@@ -141,8 +141,9 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3, help="alternating bare/trainer measurements")
     parser.add_argument("--epochs", type=int, default=2, help="trainer epochs per round")
-    parser.add_argument("--augment", choices=AUGMENTATIONS, default="searched",
-                        help="augmentation measured against the unaugmented pipeline (default: searched-like)")
+    parser.add_argument("--augment", choices=[a for a in AUGMENTATIONS if a != "none"], nargs="+",
+                        default=["searched"], help="augmentations measured against the unaugmented pipeline in "
+                        "the same rounds (default: searched-like)")
     parser.add_argument("--workers", type=int, default=0, help="batch worker threads (0: automatic)")
     parser.add_argument("--no_first_prediction", action="store_true", help="skip the digits first-prediction timing")
     parser.add_argument("--verbose", action="store_true")
@@ -157,30 +158,31 @@ def main() -> None:
     trainer.state = state
     state.filler.wait_for(args.examples)
     plan = state.plan
-    augment = benchmark_augment(args.augment)
+    augments = {strategy: benchmark_augment(strategy) for strategy in args.augment}
     print(f"device {device}, {threads} CPU threads, {config.worker_count()} batch workers, plan "
           f"{plan.height}x{plan.width}x{plan.channels} batch {plan.batch_size}, {plan.steps_per_epoch} steps/epoch, "
-          f"augmentation {args.augment}: {augment!r}")
+          f"augmentations: {', '.join(f'{name} {augment!r}' for name, augment in augments.items())}")
     trainer_images_per_second(trainer, state, 1)  # warm-up
-    bare, raw, augmented = [], [], []
+    bare, raw = [], []
+    augmented: dict[str, list[float]] = {strategy: [] for strategy in augments}
     for _ in range(args.rounds):
         bare.append(bare_images_per_second(plan.height, plan.channels, plan.batch_size, args.classes,
                                            plan.steps_per_epoch * args.epochs, device))
         use_augment(state, None)
         raw.append(trainer_images_per_second(trainer, state, args.epochs))
-        if augment is not None:
+        for strategy, augment in augments.items():
             use_augment(state, augment)
-            augmented.append(trainer_images_per_second(trainer, state, args.epochs))
+            augmented[strategy].append(trainer_images_per_second(trainer, state, args.epochs))
     trainer.close()
     report("bare torchvision resnet18 train step:", bare)
     report("autoclint trainer, no augmentation:  ", raw)
     print(f"ratio no augmentation / bare (best of rounds): {max(raw) / max(bare):.3f}   "
           f"(median: {np.median(raw) / np.median(bare):.3f})")
-    if augmented:
-        report(f"autoclint trainer, {args.augment + ':':15s}   ", augmented)
-        print(f"ratio {args.augment} / bare (best of rounds): {max(augmented) / max(bare):.3f}   "
-              f"(median: {np.median(augmented) / np.median(bare):.3f});  {args.augment} / no augmentation: "
-              f"{max(augmented) / max(raw):.3f}")
+    for strategy, values in augmented.items():
+        report(f"autoclint trainer, {strategy + ':':15s}   ", values)
+        print(f"ratio {strategy} / bare (best of rounds): {max(values) / max(bare):.3f}   "
+              f"(median: {np.median(values) / np.median(bare):.3f});  {strategy} / no augmentation: "
+              f"{max(values) / max(raw):.3f}")
     if not args.no_first_prediction:
         print(f"time from Model() to first prediction on digits: {first_prediction_seconds():.2f} s")
 
