@@ -48,8 +48,11 @@ class ModelConfig:
     batch_size: int = 64
     steps_per_epoch: int = 0  # 0: planned from the data set size (at most max_steps_per_epoch)
     max_steps_per_epoch: int = 30
+    min_steps_per_epoch: int = 20  # small sets: an epoch repeats the data rather than validating every few steps
     valid_ratio: float = 0.1
     max_valid: int = 256
+    min_valid: int = 128  # small sets hold out more than valid_ratio (up to max_valid_ratio) for a steadier score
+    max_valid_ratio: float = 0.2
     probe_size: int = 256
     # data pipeline
     small_dataset: int = 2048  # at most this many training examples: decode all before the first step
@@ -94,6 +97,13 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)!r}")
         if self.duration_margin < 1.0:
             raise ValueError(f"ModelConfig.duration_margin must be at least 1, got {self.duration_margin!r}")
+        if not self.valid_ratio <= self.max_valid_ratio < 1.0:
+            raise ValueError(
+                f"ModelConfig.max_valid_ratio must be in [valid_ratio, 1), got {self.max_valid_ratio!r}"
+            )
+        if self.min_valid < 0 or self.min_steps_per_epoch < 1:
+            raise ValueError("ModelConfig.min_valid must be >= 0 and min_steps_per_epoch >= 1, got "
+                             f"{self.min_valid!r} and {self.min_steps_per_epoch!r}")
         if not 0.0 < self.valid_ratio < 1.0:
             raise ValueError(f"ModelConfig.valid_ratio must be in (0, 1), got {self.valid_ratio!r}")
         if not 0.0 < self.plateau_factor < 1.0:

@@ -73,25 +73,40 @@ def plan_batch_size(num_train: int, frames: int, batch_size: int = 64) -> int:
     return max(1, min(clips, num_train))
 
 
-def plan_steps_per_epoch(num_train: int, batch_size: int, configured: int = 0, max_steps: int = 30) -> int:
-    """Steps in one "epoch" of the schedule: a pass over the data, but never longer than `max_steps`."""
+def plan_steps_per_epoch(
+    num_train: int, batch_size: int, configured: int = 0, max_steps: int = 30, min_steps: int = 1
+) -> int:
+    """Steps in one "epoch" of the schedule: a pass over the data, within [`min_steps`, `max_steps`].
+
+    On small sets an epoch of at least `min_steps` keeps warm-up, plateau patience and validation
+    spacing from shrinking to a handful of steps (validating that often mostly chases noise).
+    """
     if configured > 0:
         return configured
-    return max(1, min(max_steps, math.ceil(num_train / batch_size)))
+    return max(1, min_steps, min(max_steps, math.ceil(num_train / batch_size)))
 
 
-def plan_num_valid(num_examples: int, valid_ratio: float = 0.1, max_valid: int = 256) -> int:
-    """Validation examples held out of the training set (at least one when there are two or more)."""
+def plan_num_valid(
+    num_examples: int, valid_ratio: float = 0.1, max_valid: int = 256, min_valid: int = 0, max_valid_ratio: float = 0.2
+) -> int:
+    """Validation examples held out of the training set (at least one when there are two or more).
+
+    `valid_ratio` of the set, raised towards `min_valid` (but never beyond `max_valid_ratio` of it) so
+    that small sets keep enough examples for a validation score that is not mostly noise.
+    """
     if num_examples < 2:
         return 0
-    return max(1, min(max_valid, int(round(num_examples * valid_ratio)), num_examples - 1))
+    wanted = max(int(round(num_examples * valid_ratio)), min(min_valid, int(num_examples * max_valid_ratio)))
+    return max(1, min(max_valid, wanted, num_examples - 1))
 
 
 def make_plan(probe: Probe, num_examples: int, config: ModelConfig) -> Plan:
     """Everything the data pipeline and the network need to know about their input."""
     height, width = plan_frame_size(probe.height, probe.width, config.max_input_area)
     frames = plan_frames(probe.frames, config.max_frames)
-    num_valid = plan_num_valid(num_examples, config.valid_ratio, config.max_valid)
+    num_valid = plan_num_valid(
+        num_examples, config.valid_ratio, config.max_valid, config.min_valid, config.max_valid_ratio
+    )
     num_train = max(1, num_examples - num_valid)
     batch_size = plan_batch_size(num_train, frames, config.batch_size)
     return Plan(
@@ -100,7 +115,9 @@ def make_plan(probe: Probe, num_examples: int, config: ModelConfig) -> Plan:
         width=width,
         channels=probe.channels,
         batch_size=batch_size,
-        steps_per_epoch=plan_steps_per_epoch(num_train, batch_size, config.steps_per_epoch, config.max_steps_per_epoch),
+        steps_per_epoch=plan_steps_per_epoch(
+            num_train, batch_size, config.steps_per_epoch, config.max_steps_per_epoch, config.min_steps_per_epoch
+        ),
         num_valid=num_valid,
         num_classes=probe.num_classes,
         is_multilabel=probe.is_multilabel,

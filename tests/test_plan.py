@@ -47,5 +47,16 @@ def test_split_batch_and_epoch_sizes():
     assert plan_batch_size(num_train=20, frames=1) == 20
     assert plan_steps_per_epoch(num_train=100, batch_size=64) == 2
     assert plan_steps_per_epoch(num_train=100_000, batch_size=64) == 30
-    plan = make_plan(_probe(), 82, ModelConfig())
+    plan = make_plan(_probe(), 82, ModelConfig(min_valid=0, min_steps_per_epoch=1))
     assert (plan.num_valid, plan.batch_size, plan.steps_per_epoch) == (8, 64, 2)
+
+
+def test_small_sets_hold_out_more_and_keep_epochs_long_enough():
+    assert plan_num_valid(624, min_valid=128) == 124  # 20% rather than 10% of a 624-example set
+    assert plan_num_valid(82, min_valid=128) == 16
+    assert plan_num_valid(2000, min_valid=128) == 200  # larger sets keep valid_ratio
+    assert plan_num_valid(100_000, min_valid=128) == 256
+    assert plan_steps_per_epoch(num_train=500, batch_size=64, min_steps=20) == 20
+    assert plan_steps_per_epoch(num_train=100_000, batch_size=64, min_steps=20) == 30
+    plan = make_plan(_probe(), 624, ModelConfig())
+    assert (plan.num_valid, plan.steps_per_epoch) == (124, 20)
