@@ -304,7 +304,8 @@ class Trainer:
 
     def _train(self, dataset: Any, start: float, remaining: float | None) -> None:
         budget_end = math.inf if remaining is None else start + remaining
-        if time.monotonic() >= self._deadline(budget_end):
+        now, deadline = time.monotonic(), self._deadline(budget_end)
+        if now >= deadline or (self.state is not None and self._out_of_time(self.state, now, deadline)):
             self._stop_training()
             return
         if self.state is None:
@@ -503,13 +504,12 @@ class Trainer:
         self._num_test = len(converted)
         return DeviceSet(np.stack(converted), None, self.device)
 
-    def _tta_fits(self, remaining: float | None) -> bool:
-        """Whether a second (flipped) test pass fits in the remaining budget."""
-        if remaining is None or self.state is None:
-            return True
-        return remaining > 2.0 * self._test_estimate(self.state) + 0.5
+    def _tta_fits(self, budget_end: float) -> bool:
+        """Whether a second (flipped) test pass fits before the end of the budget."""
+        return budget_end - time.monotonic() > 2.0 * self._test_estimate(self.state) + 0.5
 
     def _test(self, dataset: Any, remaining: float | None = None) -> np.ndarray:
+        budget_end = math.inf if remaining is None else time.monotonic() + remaining
         state = self.state
         if state is None:
             raise RuntimeError("test called before any successful training call")
@@ -521,7 +521,7 @@ class Trainer:
                 self._test_set = self._load_test_set(dataset, state)
             if self.best_nauc > 0.0:
                 predict_start = time.monotonic()
-                tta = self.use_tta and self._tta_fits(remaining)
+                tta = self.use_tta and self._tta_fits(budget_end)
                 self._prediction = self._scores(state.best_net, self._test_set, tta, state.plan.is_multilabel)
                 self._test_pass_seconds = (time.monotonic() - predict_start) / (2 if tta else 1)
             else:  # no better than chance on validation: constant priors score exactly 0, never below
