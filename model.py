@@ -8,10 +8,6 @@ from typing import Any, Optional
 
 import numpy as np
 
-# OpenMP threads that spin while waiting turn a CPU shared with other processes into a crawl (a training
-# step 30-40x slower on a busy 2-core machine): let them sleep. Read once, when torch loads OpenMP.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 CODE_DIR = os.path.dirname(os.path.abspath(__file__))
 if CODE_DIR not in sys.path:  # the platform imports this file from the submission directory
     sys.path.insert(0, CODE_DIR)
