@@ -4,9 +4,9 @@ Each `train` call trains until the validation NAUC improves or its time slice en
 a couple of seconds, so the first prediction comes early); `test` predicts with the best checkpoint by
 validation score, with flip test-time augmentation once it helps on validation. Training stops a safety
 margin (a few seconds plus one measured test pass) before the budget. Once validation NAUC passes
-`faa_trigger_nauc`, the training augmentation is chosen once (by default the light Fast AutoAugment
-search on the frozen best checkpoint, timed within the remaining budget), installed in the batch
-workers, and training goes on from the initial learning rate. No exception reaches the caller: `test`
+`faa_trigger_nauc`, the training augmentation is chosen once, at the start of the next call (by default
+the light Fast AutoAugment search on the frozen best checkpoint, timed within the remaining budget),
+installed in the batch workers, and training goes on from the initial learning rate. No exception reaches the caller: `test`
 then returns the last good prediction (or the class priors).
 """
 
@@ -248,8 +248,6 @@ class Trainer:
         if self.state is not None:
             self.state.close()
 
-    # ------------------------------------------------------------------ training
-
     # ------------------------------------------------------------------ time estimates
 
     def _step_estimate(self) -> float:
@@ -311,6 +309,9 @@ class Trainer:
         if self.state is None:
             self.state = TrainingState(self, dataset)
         state = self.state
+        # At the start of a call, not right after the validation that passed the trigger: the improved
+        # checkpoint is predicted first, so the search never delays a better prediction.
+        self._maybe_start_augmentation(state, self._deadline(budget_end))
         loader = state.start_loader(self.config, self.device)
         train_start = time.monotonic()
         slice_s = self._slice_seconds()
@@ -323,7 +324,6 @@ class Trainer:
             deadline = self._deadline(budget_end)
             self._train_epoch(state, loader, stop_at=min(epoch_end, slice_end, deadline - self._eval_estimate(state)))
             improved_in_call = self._validate(state) or improved_in_call
-            self._maybe_start_augmentation(state, self._deadline(budget_end))
             now = time.monotonic()
             if self._out_of_time(state, now, self._deadline(budget_end)) or self._saturated(state):
                 self._stop_training()

@@ -66,6 +66,8 @@ def test_learning_rate_is_restored_without_warm_up():
     try:
         trainer.train(train, remaining_time_budget=30.0)
         schedule = trainer.state.schedule
+        assert schedule.warming_up and trainer.state.augment is None  # the first call predicts first
+        trainer.train(train, remaining_time_budget=30.0)
         # the warm-up (50 epochs) was cut short: the rate is the initial one and stays there
         assert not schedule.warming_up
         assert schedule.lr == pytest.approx(schedule.initial_lr)
@@ -130,7 +132,8 @@ def test_search_is_skipped_when_the_budget_cannot_pay():
     config = TRIGGER_AT_ONCE.replace(augmentation="searched", faa_max_search_s=1e-4, warmup_epochs=50)
     trainer = Trainer(Metadata(40, 3), config)
     try:
-        trainer.train(train, remaining_time_budget=30.0)
+        for _ in range(2):  # the choice is made at the start of the call after the trigger passed
+            trainer.train(train, remaining_time_budget=30.0)
         selection = trainer.augmentation
         assert selection is not None and not selection.plan.run and selection.search is None
         assert "skipped" in selection.reason
@@ -145,7 +148,8 @@ def test_a_worse_augmented_model_never_replaces_the_best_checkpoint(monkeypatch)
     test = [(x, y * 0) for x, y in easy_task(12, seed=1)[0]]
     trainer = Trainer(Metadata(40, 3), TRIGGER_AT_ONCE.replace(augmentation="random"))
     try:
-        trainer.train(train, remaining_time_budget=30.0)
+        for _ in range(2):  # the choice is made at the start of the call after the trigger passed
+            trainer.train(train, remaining_time_budget=30.0)
         assert trainer.state.augment is not None
         before = trainer.test(test)
         best_version, best_nauc = trainer.best_version, trainer.best_nauc
