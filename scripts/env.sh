@@ -14,7 +14,7 @@ _autoclint_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _autoclint_python="${AUTOCLINT_PYTHON:-python3.11}"
 _autoclint_env_root="${AUTOCLINT_ENV_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/autoclint/envs}"
 _autoclint_key="$(cat "$_autoclint_repo/requirements.txt" "$_autoclint_repo/requirements-dev.txt" \
-    "$_autoclint_repo/scripts/env.sh" | sha256sum | cut -c1-16)"
+    "$_autoclint_repo/requirements-ray.txt" "$_autoclint_repo/scripts/env.sh" | sha256sum | cut -c1-16)"
 AUTOCLINT_ENV="$_autoclint_env_root/py311-$_autoclint_key"
 
 _autoclint_build_env() {
@@ -23,6 +23,7 @@ _autoclint_build_env() {
     "$_autoclint_python" -m venv "$AUTOCLINT_ENV" || return 1
     "$AUTOCLINT_ENV/bin/python" -m pip install --quiet \
         -r "$_autoclint_repo/requirements.txt" -r "$_autoclint_repo/requirements-dev.txt" \
+        -r "$_autoclint_repo/requirements-ray.txt" \
         2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) || return 1
     "$AUTOCLINT_ENV/bin/python" -m pip uninstall --quiet --yes triton || return 1
     # Prove the import order the AutoDL ingestion uses before declaring the environment good.
