@@ -3,7 +3,8 @@
 `.npz` sets (x_train, y_train, x_test, y_test, classes) and the `ucmerced_a.zip` image-folder tree are
 written with the project's writer into `~/.cache/autoclint/datasets/<name>` (outside the repository)
 and reused when complete; the organizers' AutoDL samples are used where they are; `digits` comes from
-the starter kit.
+the starter kit. The derived sets (`mnist_video`, video; `cifar_mosaic`, multilabel) are generated from
+the raw sets by :mod:`autoclint.experiments.derived` into the same cache.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ NPZ_DATASETS = ("mnist10k", "cifar10_15k", "fer2013_15k", "breastmnist")
 FOLDER_DATASETS = ("ucmerced_a",)
 AUTODL_SAMPLES = ("miniciao", "Monkeys")
 BUILTIN_DATASETS = ("digits",)
-KNOWN_DATASETS = NPZ_DATASETS + FOLDER_DATASETS + AUTODL_SAMPLES + BUILTIN_DATASETS
+
+DERIVED_SOURCES = {"mnist_video": "mnist10k.npz", "cifar_mosaic": "cifar10_15k.npz"}
+DERIVED_DATASETS = tuple(DERIVED_SOURCES)
+KNOWN_DATASETS = NPZ_DATASETS + FOLDER_DATASETS + AUTODL_SAMPLES + BUILTIN_DATASETS + DERIVED_DATASETS
 
 
 def check_dataset_names(names: list[str]) -> None:
@@ -54,6 +58,8 @@ def prepare_dataset(name: str, cache_dir: Path | None = None, shared_root: Path 
         return _cached(name, cache_dir, _write_npz, Path(shared_root) / f"{name}.npz")
     if name in FOLDER_DATASETS:
         return _cached(name, cache_dir, _write_zip, Path(shared_root) / f"{name}.zip")
+    if name in DERIVED_DATASETS:
+        return _cached(name, cache_dir, _write_derived, Path(shared_root) / DERIVED_SOURCES[name])
     if Path(name).is_dir():
         return Path(name)
     raise ValueError(f"unknown dataset {name!r}; known: {', '.join(KNOWN_DATASETS)}")
@@ -75,7 +81,7 @@ def _cached(name: str, cache_dir: Path, write: Callable[[Path, Path, str], Path]
         os.replace(written, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("converted %s to AutoDL format in %s", name, target)
+    logger.info("wrote %s in AutoDL format to %s", name, target)
     return target
 
 
@@ -91,3 +97,10 @@ def _write_zip(source: Path, staging: Path, name: str) -> Path:
     from autoclint.autodl.convert import convert_image_folder
 
     return convert_image_folder(source, staging, name)
+
+
+def _write_derived(source: Path, staging: Path, name: str) -> Path:
+    """Generate a derived set (video or multilabel) from its raw `.npz`; see autoclint.experiments.derived."""
+    from autoclint.experiments.derived import WRITERS
+
+    return WRITERS[name](source, staging, name)
