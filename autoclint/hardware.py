@@ -1,0 +1,203 @@
+"""What the machine offers and how the model uses it: device, CPU threads, mixed precision, batch workers.
+
+Chosen once from what is found (CUDA or not, the cores this process may use) and logged; on a CPU the
+thread count is re-tuned while training, because a core taken by another process makes a team of
+spinning OpenMP threads several times slower than one thread fewer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+MAX_AUTO_WORKERS = 4
+TUNING_STEPS = 6  # timed steps per thread count tried (after one step to settle)
+SLOWDOWN_TO_RETUNE = 1.5  # step time over the tuned reference that triggers a new trial
+RETUNE_AFTER_STEPS = 30  # steps of sustained slowdown (or speed-up) before a new trial
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def pick_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def configure_threads(num_threads: int) -> int:
+    """Use `num_threads` intra-op CPU threads (0: every core this process may run on)."""
+    if num_threads <= 0:
+        num_threads = usable_cores()
+    torch.set_num_threads(num_threads)
+    return num_threads
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA) and numpy's legacy global generator."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def worker_count(requested: int, cores: Optional[int] = None) -> int:
+    """Batch worker threads: `requested`, or when 0 one per core beyond the first, from 1 to 4.
+
+    The training step keeps the other cores busy; on a 2-core machine one worker keeps up with it.
+    """
+    if requested > 0:
+        return requested
+    cores = usable_cores() if cores is None else cores
+    return max(1, min(MAX_AUTO_WORKERS, cores - 1))
+
+
+def autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
+    """Mixed-precision dtype on CUDA (bfloat16 where supported, else float16); None (fp32) on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@dataclass
+class Precision:
+    """How tensors go onto the device and through the network: autocast dtype, memory format, loss scaler."""
+
+    device: torch.device
+    dtype: Optional[torch.dtype] = None  # None: float32
+    channels_last: bool = False
+    scaler: torch.amp.GradScaler = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> "Precision":
+        """Mixed precision and channels-last on CUDA, plain float32 elsewhere."""
+        return cls(device, autocast_dtype(device), channels_last=device.type == "cuda")
+
+    @property
+    def pin_memory(self) -> bool:
+        """Whether host batches should be pinned for asynchronous copies."""
+        return self.device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The autocast context of this precision (a no-op for float32)."""
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
+
+    def to_input(self, examples: torch.Tensor) -> torch.Tensor:
+        """A uint8 batch -> float in [0, 1] on the device, channels-last for images when enabled."""
+        inputs = examples.to(self.device, non_blocking=True).float().div_(255.0)
+        if self.channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return inputs
+
+    def synchronize(self) -> None:
+        """Wait for queued device work, so that measured durations are complete."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def describe(self) -> str:
+        """One line for the log."""
+        dtype = "float32" if self.dtype is None else str(self.dtype).replace("torch.", "")
+        return f"{self.device}, {dtype}{', channels-last' if self.channels_last else ''}"
+
+
+@dataclass
+class ThreadTuner:
+    """Picks the CPU thread count with the fastest training steps, and tries again when the load changes.
+
+    It is told each step's duration (it reads no clock) and answers with a thread count to switch to,
+    or None. Candidates are every count from `max_threads` down to 1 (at most three: max, half, one).
+    """
+
+    max_threads: int
+    current: int = 0
+    reference_s: float = 0.0  # mean step time of the chosen count when it was chosen
+    _trial: list[int] = field(default_factory=list)
+    _timings: dict[int, list[float]] = field(default_factory=dict)
+    _settle: int = 1
+    _off_reference: int = 0
+
+    def __post_init__(self) -> None:
+        self.current = self.current or self.max_threads
+        self._start_trial()
+
+    @property
+    def candidates(self) -> list[int]:
+        """Thread counts worth trying."""
+        return sorted({self.max_threads, max(1, self.max_threads // 2), 1}, reverse=True)
+
+    @property
+    def tuning(self) -> bool:
+        """True while thread counts are being compared."""
+        return bool(self._trial)
+
+    def _start_trial(self) -> None:
+        self._trial = self.candidates if len(self.candidates) > 1 else []
+        self._timings = {}
+        self._settle = 1
+
+    def observe(self, step_s: float) -> Optional[int]:
+        """Take one step's duration at the current thread count; returns a count to switch to, or None."""
+        if self._trial:
+            return self._observe_trial(step_s)
+        if self.reference_s <= 0.0:
+            return None
+        off = step_s > SLOWDOWN_TO_RETUNE * self.reference_s or step_s < self.reference_s / SLOWDOWN_TO_RETUNE
+        self._off_reference = self._off_reference + 1 if off else 0
+        if self._off_reference < RETUNE_AFTER_STEPS:
+            return None
+        logger.info("training steps now take %.3f s against %.3f s when %d threads were chosen: tuning again",
+                    step_s, self.reference_s, self.current)
+        self._off_reference = 0
+        self._start_trial()
+        return self._switch_to(self._trial[0])
+
+    def _observe_trial(self, step_s: float) -> Optional[int]:
+        if self.current != self._trial[0]:
+            return self._switch_to(self._trial[0])
+        if self._settle:
+            self._settle -= 1
+            return None
+        timings = self._timings.setdefault(self.current, [])
+        timings.append(step_s)
+        if len(timings) < TUNING_STEPS:
+            return None
+        self._trial.pop(0)
+        if self._trial:
+            self._settle = 1
+            return self._switch_to(self._trial[0])
+        medians = {threads: float(np.median(times)) for threads, times in self._timings.items()}
+        best = min(medians, key=medians.get)
+        self.reference_s = medians[best]
+        logger.info("CPU threads: %d (median step %s)", best,
+                    ", ".join(f"{threads} threads {seconds:.3f} s" for threads, seconds in medians.items()))
+        return self._switch_to(best)
+
+    def _switch_to(self, threads: int) -> Optional[int]:
+        if threads == self.current:
+            return None
+        self.current = threads
+        return threads
+
+
+def apply_thread_count(threads: Optional[int]) -> None:
+    """Switch torch's intra-op thread pool to `threads` (None: leave it)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def describe_machine(device: torch.device, precision: Precision, threads: int, workers: int) -> str:
+    """One log line: device, precision, CPU threads, batch workers and pinned memory."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{usable_cores()} CPU cores"
+    return (f"{name}: {precision.describe()}, {threads} intra-op threads, {workers} batch workers, "
+            f"pinned memory {'on' if precision.pin_memory else 'off'}")
+

@@ -1,0 +1,70 @@
+"""Machine choices: batch workers from the cores, mixed precision and channels-last, the thread tuner."""
+
+import pytest
+import torch
+
+from autoclint import hardware
+from autoclint.hardware import Precision, ThreadTuner, worker_count
+
+
+def test_worker_count_comes_from_the_cores_unless_set():
+    assert worker_count(0, cores=2) == 1
+    assert worker_count(0, cores=1) == 1
+    assert worker_count(0, cores=16) == hardware.MAX_AUTO_WORKERS
+    assert worker_count(2, cores=16) == 2
+
+
+def test_cpu_precision_is_plain_float32_and_cuda_gets_mixed_precision():
+    cpu = Precision.for_device(torch.device("cpu"))
+    assert cpu.dtype is None and not cpu.channels_last and not cpu.pin_memory
+    assert not cpu.scaler.is_enabled()
+    inputs = cpu.to_input(torch.full((2, 3, 4, 4), 255, dtype=torch.uint8))
+    assert inputs.dtype == torch.float32 and torch.all(inputs == 1.0)
+
+
+def test_bfloat16_autocast_and_channels_last_work_on_cpu():
+    """The CUDA settings (autocast, channels-last) exercised where torch allows it: on the CPU."""
+    precision = Precision(torch.device("cpu"), torch.bfloat16, channels_last=True)
+    inputs = precision.to_input(torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8))
+    assert inputs.is_contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with precision.autocast():
+        out = conv(inputs)
+    assert out.dtype == torch.bfloat16
+    assert "bfloat16" in precision.describe() and "channels-last" in precision.describe()
+
+
+def feed(tuner, timings_by_threads, steps):
+    """Step the tuner with durations that depend on its current thread count; returns the switches."""
+    switches = []
+    for _ in range(steps):
+        switched = tuner.observe(timings_by_threads[tuner.current])
+        if switched is not None:
+            switches.append(switched)
+    return switches
+
+
+def test_tuner_keeps_all_threads_on_an_idle_machine():
+    tuner = ThreadTuner(2)
+    switches = feed(tuner, {2: 0.05, 1: 0.09}, 40)
+    assert switches == [1, 2] and tuner.current == 2 and not tuner.tuning
+    assert tuner.reference_s == pytest.approx(0.05)
+
+
+def test_tuner_drops_to_fewer_threads_when_a_core_is_busy_and_comes_back_when_it_frees():
+    tuner = ThreadTuner(2)
+    feed(tuner, {2: 0.30, 1: 0.10}, 40)  # another process holds one core: two threads crawl
+    assert tuner.current == 1 and tuner.reference_s == pytest.approx(0.10)
+    feed(tuner, {2: 0.05, 1: 0.05}, 10)  # the other process ended: steps are fast, not yet for long
+    assert tuner.current == 1 and not tuner.tuning
+    feed(tuner, {2: 0.03, 1: 0.06}, 200)  # ...sustained: tuned again, back to both cores
+    assert tuner.current == 2
+
+
+def test_tuner_on_one_core_has_nothing_to_try():
+    tuner = ThreadTuner(1)
+    assert feed(tuner, {1: 0.1}, 20) == [] and not tuner.tuning
+
+
+def test_tuner_tries_max_half_and_one_thread_on_a_big_machine():
+    assert ThreadTuner(16).candidates == [16, 8, 1]
