@@ -20,7 +20,6 @@ CONFIG_ENV = "AUTOCLINT_CONFIG"
 CONFIG_FILE_NAME = "autoclint_config.json"
 DEFAULT_PRESET = "autoclint"
 ARCHITECTURES = ("resnet18", "resnet34")
-MAX_AUTO_WORKERS = 4
 AUGMENTATIONS = ("none", "random", "searched", "trivialaugment")
 
 
@@ -56,7 +55,7 @@ class ModelConfig:
     probe_size: int = 256
     # data pipeline
     small_dataset: int = 2048  # at most this many training examples: decode all before the first step
-    loader_workers: int = 0  # 0: one per spare CPU core, between 1 and 4 (see `worker_count`)
+    loader_workers: int = 0  # 0: one per spare CPU core, 1 to 4 (hardware.worker_count)
     loader_queue: int = 4
     flip: bool = True
     # evaluation and anytime control
@@ -66,7 +65,7 @@ class ModelConfig:
     max_slice_s: float = 120.0
     slice_patience: float = 4.0  # a call without improvement ends after this many slices
     safety_margin_s: float = 3.0
-    duration_margin: float = 2.0  # a step, evaluation or test pass is planned as this many times its measured time
+    duration_margin: float = 1.5  # a step, evaluation or test pass is planned as this many times its measured time
     eval_batch_size: int = 256
     # training augmentation, installed once validation NAUC passes `faa_trigger_nauc` (paper §3.2):
     # none | random (C archive sub-policies, no search) | searched (Algorithm 1) | trivialaugment
@@ -118,16 +117,6 @@ class ModelConfig:
     def lr_for_batch(self, batch_size: int) -> float:
         """Initial learning rate for a batch size (linear scaling from a batch of 64)."""
         return self.lr_per_64 * batch_size / 64.0
-
-    def worker_count(self) -> int:
-        """Batch worker threads: `loader_workers`, or when 0 one per CPU core beyond the first, from 1 to 4.
-
-        The training step keeps the other cores busy; on a 2-core machine one worker keeps up with it.
-        """
-        if self.loader_workers > 0:
-            return self.loader_workers
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return max(1, min(MAX_AUTO_WORKERS, cores - 1))
 
     def replace(self, **overrides: Any) -> "ModelConfig":
         """A copy with some fields changed; unknown field names are an error that names them."""

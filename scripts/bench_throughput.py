@@ -26,8 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from autoclint.augment import CIFAR10_ARCHIVE, Augment, make_augment  # noqa: E402
 from autoclint.augment.pipeline import sample_sub_policies  # noqa: E402
+from autoclint.budget import Budget  # noqa: E402
 from autoclint.config import AUGMENTATIONS, ModelConfig  # noqa: E402
-from autoclint.trainer import Trainer, TrainingState, configure_threads, pick_device  # noqa: E402
+from autoclint.hardware import Precision, configure_threads, pick_device, worker_count  # noqa: E402
+from autoclint.loop import train_one_epoch  # noqa: E402
+from autoclint.session import LoaderSettings, Session, build_session  # noqa: E402
 
 
 class Metadata:
@@ -76,15 +79,17 @@ def synthetic_pairs(count: int, size: int, channels: int, classes: int) -> list[
     return list(zip(images, labels))
 
 
-def trainer_images_per_second(trainer: Trainer, state: TrainingState, epochs: int) -> float:
-    """img/s of the trainer's own epoch loop (batches from the cache through the worker threads)."""
-    loader = state.start_loader(trainer.config, trainer.device)
+def trainer_images_per_second(session: Session, precision: Precision, budget: Budget, epochs: int) -> float:
+    """img/s of the training loop (batches from the cache through the worker threads)."""
+    loader = session.start_loader()
     start = time.perf_counter()
+    steps = 0
     for _ in range(epochs):
-        trainer._train_epoch(state, loader, stop_at=math.inf)
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
-    return epochs * state.plan.steps_per_epoch * state.plan.batch_size / (time.perf_counter() - start)
+        steps += train_one_epoch(session.net, session.loss_fn, session.optimizer, session.schedule, loader,
+                                 precision, steps=session.plan.steps_per_epoch, budget=budget,
+                                 stop_at=math.inf).steps
+    precision.synchronize()
+    return steps * session.plan.batch_size / (time.perf_counter() - start)
 
 
 def searched_like_augment(seed: int = 0, candidates: int = 5, per_candidate: int = 3) -> Augment:
@@ -106,10 +111,10 @@ def benchmark_augment(strategy: str) -> Augment | None:
     return make_augment(strategy, seed=0)
 
 
-def use_augment(state: TrainingState, augment: Augment | None) -> None:
+def use_augment(session: Session, augment: Augment | None) -> None:
     """Switch the training augmentation on a fresh loader, so that no batch built before counts."""
-    state.close_loader()
-    state.augment = augment
+    session.close_loader()
+    session.install_augment(augment)
 
 
 def first_prediction_seconds() -> float:
@@ -153,27 +158,31 @@ def main() -> None:
     device = pick_device()
     threads = configure_threads(0)
     config = ModelConfig(pretrained=False, loader_workers=args.workers)
-    trainer = Trainer(Metadata(args.examples, args.classes), config)
-    state = TrainingState(trainer, synthetic_pairs(args.examples, args.size, args.channels, args.classes))
-    trainer.state = state
-    state.filler.wait_for(args.examples)
-    plan = state.plan
+    precision = Precision.for_device(device)
+    workers = worker_count(config.loader_workers)
+    budget = Budget(config.safety_margin_s, config.duration_margin)
+    loader_settings = LoaderSettings(config.flip, workers, config.loader_queue, config.seed, precision.pin_memory)
+    session = build_session(synthetic_pairs(args.examples, args.size, args.channels, args.classes), config,
+                            num_examples=args.examples, output_dim=args.classes, precision=precision,
+                            loader_settings=loader_settings, budget=budget)
+    session.filler.wait_for(args.examples)
+    plan = session.plan
     augments = {strategy: benchmark_augment(strategy) for strategy in args.augment}
-    print(f"device {device}, {threads} CPU threads, {config.worker_count()} batch workers, plan "
+    print(f"device {device}, {threads} CPU threads, {workers} batch workers, plan "
           f"{plan.height}x{plan.width}x{plan.channels} batch {plan.batch_size}, {plan.steps_per_epoch} steps/epoch, "
           f"augmentations: {', '.join(f'{name} {augment!r}' for name, augment in augments.items())}")
-    trainer_images_per_second(trainer, state, 1)  # warm-up
+    trainer_images_per_second(session, precision, budget, 1)  # warm-up
     bare, raw = [], []
     augmented: dict[str, list[float]] = {strategy: [] for strategy in augments}
     for _ in range(args.rounds):
         bare.append(bare_images_per_second(plan.height, plan.channels, plan.batch_size, args.classes,
                                            plan.steps_per_epoch * args.epochs, device))
-        use_augment(state, None)
-        raw.append(trainer_images_per_second(trainer, state, args.epochs))
+        use_augment(session, None)
+        raw.append(trainer_images_per_second(session, precision, budget, args.epochs))
         for strategy, augment in augments.items():
-            use_augment(state, augment)
-            augmented[strategy].append(trainer_images_per_second(trainer, state, args.epochs))
-    trainer.close()
+            use_augment(session, augment)
+            augmented[strategy].append(trainer_images_per_second(session, precision, budget, args.epochs))
+    session.close()
     report("bare torchvision resnet18 train step:", bare)
     report("autoclint trainer, no augmentation:  ", raw)
     print(f"ratio no augmentation / bare (best of rounds): {max(raw) / max(bare):.3f}   "

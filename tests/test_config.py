@@ -81,13 +81,6 @@ def test_search_knobs_follow_algorithm_1_and_bad_ones_are_named():
         ModelConfig(faa_max_budget_fraction=1.0)
 
 
-def test_worker_count_comes_from_the_cores_unless_set(monkeypatch):
-    import os
-
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
-    assert ModelConfig().worker_count() == 1
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
-    assert ModelConfig().worker_count() == 4
-    assert ModelConfig(loader_workers=2).worker_count() == 2
+def test_negative_loader_workers_are_refused():
     with pytest.raises(ValueError, match="loader_workers"):
         ModelConfig(loader_workers=-1)

@@ -5,6 +5,9 @@ import time
 
 import numpy as np
 
+import autoclint.evaluate as evaluate_module
+import autoclint.loop as loop_module
+from autoclint.budget import Kind
 from autoclint.config import ModelConfig
 from autoclint.metrics import nauc
 from autoclint.trainer import Trainer
@@ -53,7 +56,7 @@ def test_trainer_learns_and_predicts_from_the_best_checkpoint():
             if nauc(solution, prediction) > 0.8:
                 break
         assert nauc(solution, prediction) > 0.8
-        assert trainer.best_version >= 1 and trainer.history
+        assert trainer.session.best.version >= 1 and trainer.history
         # the same checkpoint gives the same (cached) prediction
         assert np.array_equal(trainer.test(test), prediction)
     finally:
@@ -64,7 +67,7 @@ def test_no_time_left_means_done_without_training():
     train, _ = easy_task(20)
     trainer = Trainer(Metadata(20, 3), FAST)
     trainer.train(train, remaining_time_budget=0.2)
-    assert trainer.done_training and trainer.state is None
+    assert trainer.done_training and trainer.session is None
 
 
 def test_failures_fall_back_to_priors_then_to_the_last_good_prediction(caplog):
@@ -82,7 +85,7 @@ def test_failures_fall_back_to_priors_then_to_the_last_good_prediction(caplog):
     train, _ = easy_task(30)
     trainer.train(train, remaining_time_budget=10.0)
     good = trainer.test(train)
-    trainer.best_version += 1  # force a new prediction, on a test set that now breaks
+    trainer.session.best.version += 1  # force a new prediction, on a test set that now breaks
     trainer._test_set = None
     assert np.array_equal(trainer.test(broken()), good)
     trainer.close()
@@ -95,7 +98,7 @@ def test_video_multilabel_with_two_channels_trains_and_predicts():
     trainer = Trainer(Metadata(24, 4), FAST.replace(max_frames=4))
     try:
         trainer.train(list(zip(clips, labels)), remaining_time_budget=10.0)
-        state = trainer.state
+        state = trainer.session
         assert state.plan.is_multilabel and (state.plan.frames, state.plan.channels) == (4, 2)
         assert state.cache.example_shape == (4, 8, 8, 2)
         prediction = trainer.test(list(zip(clips[:5], labels[:5] * 0)))
@@ -109,8 +112,8 @@ def test_too_little_time_repeats_the_last_prediction():
     trainer = Trainer(Metadata(30, 3), FAST)
     trainer.train(train, remaining_time_budget=10.0)
     first = trainer.test(train)
-    trainer.best_version += 1  # a newer checkpoint, but no time to predict with it
-    trainer._test_seconds = 1.0
+    trainer.session.best.version += 1  # a newer checkpoint, but no time to predict with it
+    trainer.budget.record(Kind.TEST_PASS, 1.0)  # a test pass takes a second here
     assert np.array_equal(trainer.test(train, remaining_time_budget=0.5), first)
     trainer.close()
 
@@ -119,7 +122,8 @@ def test_checkpoints_not_better_than_chance_predict_constant_priors():
     train, _ = easy_task(30)
     trainer = Trainer(Metadata(30, 3), FAST)
     trainer.train(train, remaining_time_budget=10.0)
-    trainer.best_nauc, trainer.best_version = -0.2, trainer.best_version + 1
+    best = trainer.session.best
+    best.nauc, best.version = -0.2, best.version + 1
     prediction = trainer.test(train)
     trainer.close()
     assert np.allclose(prediction, prediction[0]) and np.isclose(prediction[0].sum(), 1.0)
@@ -134,22 +138,22 @@ def test_a_machine_that_suddenly_slows_down_never_runs_past_the_budget(monkeypat
     trainer = Trainer(Metadata(90, 3), config)
     start = time.monotonic()
     slow_from = start + 2.0
-    original_step, original_logits = Trainer._train_step, Trainer._logits
+    original_step, original_logits = loop_module.train_step, evaluate_module.logits
     slow_steps = []
 
-    def slow_step(self, *args):
+    def slow_step(*args):
         if time.monotonic() > slow_from:
             slow_steps.append(time.monotonic())
             time.sleep(1.0)
-        return original_step(self, *args)
+        return original_step(*args)
 
-    def slow_logits(self, *args, **kwargs):
+    def slow_logits(*args, **kwargs):
         if time.monotonic() > slow_from:
             time.sleep(0.3)
-        return original_logits(self, *args, **kwargs)
+        return original_logits(*args, **kwargs)
 
-    monkeypatch.setattr(Trainer, "_train_step", slow_step)
-    monkeypatch.setattr(Trainer, "_logits", slow_logits)
+    monkeypatch.setattr(loop_module, "train_step", slow_step)
+    monkeypatch.setattr(evaluate_module, "logits", slow_logits)
     budget = 9.0
     try:
         calls = 0

@@ -11,7 +11,8 @@ import torch
 import autoclint.trainer as trainer_module
 from autoclint.augment import IdentityAugment, PolicyAugment, TrivialAugment
 from autoclint.augment.pipeline import Augment
-from autoclint.trainer import Trainer, ValidationResult
+from autoclint.evaluate import ValidationResult
+from autoclint.trainer import Trainer
 from tests.test_trainer import FAST, Metadata, easy_task
 
 TRIGGER_AT_ONCE = FAST.replace(faa_trigger_nauc=-1.0, faa_candidates=6, faa_min_candidates=2)
@@ -45,7 +46,7 @@ def test_trigger_fires_once_and_installs_the_strategy_transform(selection_calls,
     try:
         for _ in range(3):
             trainer.train(train, remaining_time_budget=30.0)
-        state = trainer.state
+        state = trainer.session
         assert len(selection_calls) == (0 if strategy == "none" else 1)
         assert isinstance(state.augment, kind)
         if strategy == "random":
@@ -55,7 +56,7 @@ def test_trigger_fires_once_and_installs_the_strategy_transform(selection_calls,
             assert state.loader._transform == expected
         # a loader restarted after a failure gets the transform back
         state.close_loader()
-        assert state.start_loader(trainer.config, trainer.device)._transform == expected
+        assert state.start_loader()._transform == expected
     finally:
         trainer.close()
 
@@ -65,8 +66,8 @@ def test_learning_rate_is_restored_without_warm_up():
     trainer = Trainer(Metadata(40, 3), TRIGGER_AT_ONCE.replace(augmentation="random", warmup_epochs=50))
     try:
         trainer.train(train, remaining_time_budget=30.0)
-        schedule = trainer.state.schedule
-        assert schedule.warming_up and trainer.state.augment is None  # the first call predicts first
+        schedule = trainer.session.schedule
+        assert schedule.warming_up and trainer.session.augment is None  # the first call predicts first
         trainer.train(train, remaining_time_budget=30.0)
         # the warm-up (50 epochs) was cut short: the rate is the initial one and stays there
         assert not schedule.warming_up
@@ -83,8 +84,8 @@ def test_no_trigger_below_the_threshold(selection_calls):
     try:
         trainer.train(train, remaining_time_budget=30.0)
         trainer.train(train, remaining_time_budget=30.0)
-        assert not selection_calls and trainer.state.augment is None
-        assert trainer.state.schedule.warming_up
+        assert not selection_calls and trainer.session.augment is None
+        assert trainer.session.schedule.warming_up
     finally:
         trainer.close()
 
@@ -93,18 +94,18 @@ def test_searched_policy_runs_on_the_frozen_best_model_and_is_installed(caplog, 
     train, _ = easy_task(60)
     trainer = Trainer(Metadata(60, 3), TRIGGER_AT_ONCE.replace(augmentation="searched"))
     calls, forwards = [], []
-    original = trainer._frozen_scores
+    original = trainer_module.FrozenScorer.__call__
 
     def record_forward(module, inputs):
         forwards.append((torch.is_grad_enabled(), module.training))
 
-    def recording(images):
+    def recording(scorer, images):
         if not calls:
-            trainer.state.best_net.register_forward_pre_hook(record_forward)
+            scorer.net.register_forward_pre_hook(record_forward)
         calls.append((images.dtype, images.device))
-        return original(images)
+        return original(scorer, images)
 
-    monkeypatch.setattr(trainer, "_frozen_scores", recording)
+    monkeypatch.setattr(trainer_module.FrozenScorer, "__call__", recording)
     try:
         with caplog.at_level(logging.INFO):
             trainer.train(train, remaining_time_budget=20.0)
@@ -115,10 +116,10 @@ def test_searched_policy_runs_on_the_frozen_best_model_and_is_installed(caplog, 
         assert 2 <= len(search.candidates) <= 6
         assert all(candidate.score > search.baseline_score for candidate in search.kept)
         if search.chosen:
-            assert isinstance(trainer.state.augment, PolicyAugment)
-            assert trainer.state.augment.sub_policies == search.chosen
+            assert isinstance(trainer.session.augment, PolicyAugment)
+            assert trainer.session.augment.sub_policies == search.chosen
         else:
-            assert trainer.state.augment is None
+            assert trainer.session.augment is None
         # every evaluation: uint8 validation tensor on the device, no grad, network in eval mode
         assert calls and all(call == (torch.uint8, trainer.device) for call in calls)
         assert forwards and all(forward == (False, False) for forward in forwards)
@@ -137,8 +138,8 @@ def test_search_is_skipped_when_the_budget_cannot_pay():
         selection = trainer.augmentation
         assert selection is not None and not selection.plan.run and selection.search is None
         assert "skipped" in selection.reason
-        assert trainer.state.augment is None
-        assert trainer.state.schedule.warming_up  # nothing restored
+        assert trainer.session.augment is None
+        assert trainer.session.schedule.warming_up  # nothing restored
     finally:
         trainer.close()
 
@@ -150,20 +151,21 @@ def test_a_worse_augmented_model_never_replaces_the_best_checkpoint(monkeypatch)
     try:
         for _ in range(2):  # the choice is made at the start of the call after the trigger passed
             trainer.train(train, remaining_time_budget=30.0)
-        assert trainer.state.augment is not None
+        assert trainer.session.augment is not None
         before = trainer.test(test)
-        best_version, best_nauc = trainer.best_version, trainer.best_nauc
-        best_weights = {k: v.clone() for k, v in trainer.state.best_net.state_dict().items()}
+        best = trainer.session.best
+        best_version, best_nauc = best.version, best.nauc
+        best_weights = {k: v.clone() for k, v in best.net.state_dict().items()}
 
-        def worse(state):
-            return ValidationResult(best_nauc - 0.05, trainer.best_loss + 1.0, tta_helps=False)
+        def worse(*args, **kwargs):
+            return ValidationResult(best_nauc - 0.05, best.loss + 1.0, tta_helps=False)
 
-        monkeypatch.setattr(trainer, "_evaluate", worse)
+        monkeypatch.setattr(trainer_module, "validate", worse)
         epochs = trainer.epochs
         trainer.train(train, remaining_time_budget=30.0)
         assert trainer.epochs > epochs  # the augmented model did train
-        assert (trainer.best_version, trainer.best_nauc) == (best_version, best_nauc)
-        for name, value in trainer.state.best_net.state_dict().items():
+        assert (best.version, best.nauc) == (best_version, best_nauc)
+        for name, value in best.net.state_dict().items():
             assert torch.equal(value, best_weights[name]), name
         assert np.array_equal(trainer.test(test), before)
     finally:
@@ -182,16 +184,16 @@ def test_a_failing_transform_ends_the_call_and_joins_the_workers(caplog):
     trainer = Trainer(Metadata(30, 3), FAST.replace(loader_workers=2, loader_queue=1))
     try:
         trainer.train(train, remaining_time_budget=30.0)
-        trainer.state.install_augment(FailingAugment(0))
+        trainer.session.install_augment(FailingAugment(0))
         with caplog.at_level(logging.ERROR):
             for _ in range(2):  # batches queued before the transform may carry one call through
                 trainer.train(train, remaining_time_budget=30.0)
                 if "training call failed" in caplog.text:
                     break
         assert "training call failed" in caplog.text
-        assert trainer.state.loader is None and not _batch_threads()
+        assert trainer.session.loader is None and not _batch_threads()
         # a working augmentation brings training back on a fresh loader
-        trainer.state.install_augment(IdentityAugment(0))
+        trainer.session.install_augment(IdentityAugment(0))
         epochs = trainer.epochs
         trainer.train(train, remaining_time_budget=30.0)
         assert trainer.epochs > epochs
@@ -207,6 +209,6 @@ def test_workers_stop_when_training_is_done():
         trainer.train(train, remaining_time_budget=30.0)
         assert _batch_threads()
         trainer.train(train, remaining_time_budget=0.1)  # inside the safety margin: done
-        assert trainer.done_training and trainer.state.loader is None and not _batch_threads()
+        assert trainer.done_training and trainer.session.loader is None and not _batch_threads()
     finally:
         trainer.close()

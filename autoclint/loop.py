@@ -1,0 +1,102 @@
+"""The training loop: one step and one epoch, as plain functions that take everything they touch.
+
+An epoch is a fixed number of steps; it ends early when the next step would not finish before
+`stop_at`. Every step is timed completely (the device is synchronised) and recorded in the budget,
+whose step estimate is what that check uses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, Protocol
+
+import torch
+from torch import nn
+
+from autoclint.budget import Budget, Kind
+from autoclint.hardware import Precision, ThreadTuner, apply_thread_count
+from autoclint.optim import LRSchedule
+
+
+class BatchSource(Protocol):
+    """Anything that hands out (uint8 examples, float labels) training batches."""
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@dataclass
+class EpochResult:
+    """What one (possibly shortened) epoch did."""
+
+    steps: int
+    mean_loss: float
+    seconds: float
+
+
+def train_step(
+    net: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: LRSchedule,
+    examples: torch.Tensor,
+    labels: torch.Tensor,
+    precision: Precision,
+) -> torch.Tensor:
+    """One optimiser step on a uint8 batch; returns the (detached) loss."""
+    inputs = precision.to_input(examples)
+    labels = labels.to(precision.device, non_blocking=True)
+    with precision.autocast():
+        logits = net(inputs)
+    loss = loss_fn(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    precision.scaler.scale(loss).backward()
+    precision.scaler.step(optimizer)
+    precision.scaler.update()
+    schedule.step()
+    return loss.detach()
+
+
+def step_estimate(budget: Budget) -> float:
+    """Planned seconds of the next training step (0 before any was measured)."""
+    measured = budget.measured(Kind.STEP)
+    return 0.0 if measured is None else budget.planned(measured)
+
+
+def train_one_epoch(
+    net: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: LRSchedule,
+    batches: BatchSource,
+    precision: Precision,
+    *,
+    steps: int,
+    budget: Budget,
+    stop_at: float,
+    tuner: Optional[ThreadTuner] = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> EpochResult:
+    """Up to `steps` training steps, stopping before a step that would end after `stop_at`.
+
+    The first step of a run also builds kernels and buffers: it is not recorded as a step duration.
+    """
+    net.train()
+    total, done = torch.zeros((), device=precision.device), 0
+    epoch_start = clock()
+    for _ in range(steps):
+        step_start = clock()
+        if done and step_start + step_estimate(budget) >= stop_at:
+            break
+        examples, labels = batches.next_batch()
+        total += train_step(net, loss_fn, optimizer, schedule, examples, labels, precision)
+        precision.synchronize()
+        seconds = clock() - step_start
+        if budget.count(Kind.STEP) or done:
+            budget.record(Kind.STEP, seconds)
+        if tuner is not None:
+            apply_thread_count(tuner.observe(seconds))
+        done += 1
+    mean_loss = float(total) / max(1, done)
+    schedule.end_epoch(mean_loss)
+    return EpochResult(done, mean_loss, clock() - epoch_start)

@@ -1,0 +1,168 @@
+"""Everything a run builds on its first training call: probe, plan, cache, split, device sets, network,
+optimiser and schedule, and the batch workers that feed it.
+
+`build_session` reads the probe sample, plans from it, starts decoding the rest in the background,
+holds out the validation set and builds the network. The session owns its background threads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from autoclint.augment import Augment
+from autoclint.budget import Budget, Kind
+from autoclint.config import ModelConfig
+from autoclint.data.batches import BatchLoader, TrainSampler
+from autoclint.data.bridge import iterate_numpy
+from autoclint.data.cache import CacheFiller, ExampleCache
+from autoclint.data.convert import ExampleConverter
+from autoclint.data.device_set import DeviceSet
+from autoclint.data.split import choose_valid_indices, must_read_all_first, prefix_needed
+from autoclint.evaluate import BestCheckpoint
+from autoclint.hardware import Precision
+from autoclint.nn import WeightsError, build_network, init_backbone_weights, make_loss
+from autoclint.optim import LRSchedule, make_sgd
+from autoclint.plan import Plan, make_plan
+from autoclint.probe import Probe, probe_examples
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """How training batches are built: flip, worker threads, queue length, seed, pinned memory."""
+
+    flip: bool
+    workers: int
+    queue_size: int
+    seed: int
+    pin_memory: bool
+
+
+@dataclass
+class Session:
+    """The data, network and optimiser of one run, and the batch workers feeding training."""
+
+    probe: Probe
+    plan: Plan
+    converter: ExampleConverter
+    cache: ExampleCache
+    filler: CacheFiller
+    valid: DeviceSet
+    sampler: TrainSampler
+    net: nn.Module
+    best: BestCheckpoint
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    loader_settings: LoaderSettings
+    weights_loaded: bool = False
+    loader: Optional[BatchLoader] = None
+    augment: Optional[Augment] = None
+
+    def start_loader(self) -> BatchLoader:
+        """The running batch loader (a fresh one after a failure closed the last)."""
+        if self.loader is None:
+            settings = self.loader_settings
+            self.loader = BatchLoader(self.cache, self.sampler, self.plan.batch_size, flip=settings.flip,
+                                      workers=settings.workers, queue_size=settings.queue_size,
+                                      seed=settings.seed, pin_memory=settings.pin_memory)
+            self._set_loader_transform()
+            self.loader.start()
+        return self.loader
+
+    def install_augment(self, augment: Optional[Augment]) -> None:
+        """Augment every training batch built from now on (also by loaders started later)."""
+        self.augment = augment
+        self._set_loader_transform()
+
+    def _set_loader_transform(self) -> None:
+        if self.loader is not None:
+            self.loader.set_transform(None if self.augment is None else self.augment.augment_batch)
+
+    def close_loader(self) -> None:
+        """Stop the batch workers (they are restarted on demand)."""
+        if self.loader is not None:
+            self.loader.close()
+            self.loader = None
+
+    def close(self) -> None:
+        """Stop every background thread."""
+        self.close_loader()
+        self.filler.stop()
+
+
+def read_probe_sample(source: Any, count: int, budget: Budget) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first `count` examples; records the reading time per example (after the first, which also
+    pays for starting the reader)."""
+    sample = list(itertools.islice(source, 1))
+    first_read = budget.now()
+    sample.extend(itertools.islice(source, count - 1))
+    if len(sample) > 1:
+        budget.record(Kind.READ, budget.now() - first_read, units=len(sample) - 1)
+    return sample
+
+
+def build_network_on(device: torch.device, precision: Precision, plan: Plan, config: ModelConfig,
+                     code_dir: str | Path | None) -> tuple[nn.Module, bool]:
+    """The network on the device, with ImageNet weights when configured and found; and whether they loaded."""
+    net = build_network(plan, config)
+    loaded = False
+    if config.pretrained:
+        try:
+            loaded = init_backbone_weights(net.backbone, config.arch, code_dir) is not None
+        except WeightsError:
+            logger.exception("unusable ImageNet weights file: training from random initialisation")
+    memory_format = torch.channels_last if precision.channels_last else torch.contiguous_format
+    return net.to(device, memory_format=memory_format), loaded
+
+
+def hold_out_validation(filler: CacheFiller, cache: ExampleCache, probe: Probe, plan: Plan, total: int,
+                        config: ModelConfig, device: torch.device) -> tuple[DeviceSet, np.ndarray]:
+    """Wait for enough decoded examples, choose the validation examples and put them on the device."""
+    if must_read_all_first(probe, total, config.small_dataset):
+        available = filler.wait_for(math.inf)
+    else:
+        available = filler.wait_for(prefix_needed(total, plan.num_valid, plan.batch_size, config.probe_size))
+    num_valid = min(plan.num_valid, max(0, available - 1))
+    indices = choose_valid_indices(available, num_valid, config.seed) if num_valid else np.empty(0, int)
+    examples, labels = cache.gather(indices)
+    return DeviceSet(examples, labels, device), indices
+
+
+def build_session(dataset: Any, config: ModelConfig, *, num_examples: int, output_dim: int,
+                  precision: Precision, loader_settings: LoaderSettings, budget: Budget,
+                  code_dir: str | Path | None = None) -> Session:
+    """Probe and plan from the first examples, start decoding the rest, split, and build the network."""
+    source = iterate_numpy(dataset)
+    sample = read_probe_sample(source, config.probe_size, budget)
+    probe = probe_examples(sample)
+    if probe.num_classes != output_dim:
+        raise ValueError(f"labels have {probe.num_classes} columns but metadata says {output_dim}")
+    total = num_examples if num_examples > 0 else len(sample)
+    plan = make_plan(probe, total, config)
+    logger.info("plan: %s", plan)
+    converter = ExampleConverter.from_plan(plan, probe)
+    cache = ExampleCache(converter.shape, probe.num_classes, capacity=max(total, len(sample)))
+    for example, label in sample:
+        cache.append(converter(example), label)
+    filler = CacheFiller(source, cache, converter).start()
+    if num_examples <= 0:  # unknown size: read everything before splitting
+        total = 0
+    valid, valid_indices = hold_out_validation(filler, cache, probe, plan, total, config, precision.device)
+    net, weights_loaded = build_network_on(precision.device, precision, plan, config, code_dir)
+    optimizer = make_sgd(net, config.lr_for_batch(plan.batch_size), config)
+    schedule = LRSchedule(optimizer, plan.steps_per_epoch, config.warmup_epochs, config.plateau_patience,
+                          config.plateau_factor)
+    return Session(probe, plan, converter, cache, filler, valid, TrainSampler(cache, valid_indices, config.seed),
+                   net, BestCheckpoint.of(net), make_loss(plan.is_multilabel), optimizer, schedule,
+                   loader_settings, weights_loaded)
