@@ -12,7 +12,7 @@ from autoclint.augment.pipeline import PolicyAugment
 from autoclint.augment.policies import CIFAR10_ARCHIVE, Op, SubPolicy
 from autoclint.augment.search import (
     CandidateScore,
-    make_validation_evaluator,
+    ValidationEvaluator,
     merge_top_candidates,
     plan_search_budget,
     search_policies,
@@ -115,7 +115,7 @@ def test_search_is_deterministic_given_a_seed():
 
 def test_search_is_shortened_to_fit_its_time_limit():
     evaluate = ScoreBySubPolicy(values_around_baseline(), sleep_s=0.02)
-    result = search_policies(evaluate, CIFAR10_ARCHIVE, num_candidates=100, time_limit_s=0.3)
+    result = search_policies(evaluate, CIFAR10_ARCHIVE, num_candidates=100, deadline=time.monotonic() + 0.3)
     assert result.shortened and result.planned_candidates < 100
     assert len(result.candidates) <= result.planned_candidates
     assert result.elapsed_s < 0.3 + 0.2
@@ -124,7 +124,7 @@ def test_search_is_shortened_to_fit_its_time_limit():
 def test_search_stops_at_its_deadline_when_evaluations_slow_down():
     evaluate = ScoreBySubPolicy(values_around_baseline(), sleep_s=0.05, baseline_sleep_s=0.001)
     started = time.monotonic()
-    result = search_policies(evaluate, CIFAR10_ARCHIVE, num_candidates=100, time_limit_s=0.4)
+    result = search_policies(evaluate, CIFAR10_ARCHIVE, num_candidates=100, deadline=time.monotonic() + 0.4)
     elapsed = time.monotonic() - started
     assert 0 < len(result.candidates) < 100 and result.shortened
     assert elapsed < 0.4 + 0.2
@@ -132,7 +132,7 @@ def test_search_stops_at_its_deadline_when_evaluations_slow_down():
 
 def test_search_is_skipped_when_not_even_a_few_candidates_fit():
     evaluate = ScoreBySubPolicy(values_around_baseline(), sleep_s=0.05)
-    result = search_policies(evaluate, CIFAR10_ARCHIVE, time_limit_s=0.12, min_candidates=3)
+    result = search_policies(evaluate, CIFAR10_ARCHIVE, deadline=time.monotonic() + 0.12, min_candidates=3)
     assert result.skipped and result.candidates == [] and result.chosen == ()
     assert evaluate.calls == [None]
 
@@ -203,7 +203,7 @@ def predict(images):
 
 def test_validation_evaluator_scores_plain_and_augmented_sets():
     images, labels = brightness_validation_set()
-    evaluate = make_validation_evaluator(predict, images, labels, binary_nauc, batch_size=5)
+    evaluate = ValidationEvaluator(predict, images, labels, binary_nauc, batch_size=5)
     assert evaluate(None) == pytest.approx(binary_nauc(labels, predict(images)))
     assert evaluate(None) == pytest.approx(1.0)
     invert = PolicyAugment([SubPolicy(Op("Invert", 1.0, None), Op("Invert", 0.0, None))], 0)
@@ -212,24 +212,24 @@ def test_validation_evaluator_scores_plain_and_augmented_sets():
 
 def test_validation_evaluator_regenerates_the_same_augmented_set_per_call():
     images, labels = brightness_validation_set()
-    evaluate = make_validation_evaluator(predict, images, labels, binary_nauc)
+    evaluate = ValidationEvaluator(predict, images, labels, binary_nauc)
     augment = PolicyAugment(CIFAR10_ARCHIVE, 0)
     assert evaluate(augment) == evaluate(augment) == evaluate(PolicyAugment(CIFAR10_ARCHIVE, 99))
-    resampling = make_validation_evaluator(predict, images, labels, binary_nauc, resample=True)
+    resampling = ValidationEvaluator(predict, images, labels, binary_nauc, resample=True)
     assert len({resampling(augment) for _ in range(5)}) > 1
 
 
 def test_validation_evaluator_rejects_mismatched_inputs():
     images, labels = brightness_validation_set()
     with pytest.raises(ValueError, match="32 validation images but 31 label rows"):
-        make_validation_evaluator(predict, images, labels[:31], binary_nauc)
+        ValidationEvaluator(predict, images, labels[:31], binary_nauc)
     with pytest.raises(TypeError, match="uint8"):
-        make_validation_evaluator(predict, images.float(), labels, binary_nauc)
+        ValidationEvaluator(predict, images.float(), labels, binary_nauc)
 
 
 def test_search_with_a_real_evaluator_never_keeps_what_does_not_help():
     images, labels = brightness_validation_set()
-    evaluate = make_validation_evaluator(predict, images, labels, binary_nauc)
+    evaluate = ValidationEvaluator(predict, images, labels, binary_nauc)
     result = search_policies(evaluate, CIFAR10_ARCHIVE, num_candidates=8, seed=0)
     assert result.baseline_score == pytest.approx(1.0)
     assert result.kept == [] and result.chosen == ()

@@ -10,13 +10,12 @@ from autoclint.augment.pipeline import (
     make_augment,
 )
 from autoclint.augment.policies import CIFAR10_ARCHIVE, Op, SubPolicy, load_archive
-from autoclint.augment.selection import AugmentSelection, estimate_eval_seconds, select_training_augment
+from autoclint.augment.selection import AugmentSelection, AugmentSettings, measure_evaluation, select_training_augment
 from autoclint.augment.search import (
     CandidateScore,
     SearchPlan,
     SearchResult,
     ValidationEvaluator,
-    make_validation_evaluator,
     plan_search_budget,
     search_policies,
 )
@@ -24,6 +23,7 @@ from autoclint.augment.search import (
 __all__ = [
     "Augment",
     "AugmentSelection",
+    "AugmentSettings",
     "AugmentStrategy",
     "CIFAR10_ARCHIVE",
     "CandidateScore",
@@ -35,10 +35,9 @@ __all__ = [
     "SubPolicy",
     "TrivialAugment",
     "ValidationEvaluator",
-    "estimate_eval_seconds",
+    "measure_evaluation",
     "load_archive",
     "make_augment",
-    "make_validation_evaluator",
     "plan_search_budget",
     "search_policies",
     "select_training_augment",

@@ -19,10 +19,11 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
-from torchvision.transforms.v2 import InterpolationMode, TrivialAugmentWide
+from torchvision.transforms.v2 import TrivialAugmentWide
 
 from autoclint.augment.ops import PIL_CHANNELS, apply_op, apply_ops_with_pil, check_uint8_images
 from autoclint.augment.policies import CIFAR10_ARCHIVE, SubPolicy, is_signed, op_magnitude
+from autoclint.config import AUGMENTATIONS
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +34,10 @@ OpDraw = tuple[str, float]
 _TRIVIAL_AUGMENT_SPACE = TrivialAugmentWide._AUGMENTATION_SPACE
 
 
-class AugmentStrategy(str, enum.Enum):
-    """How the training data is augmented."""
-
-    NONE = "none"
-    RANDOM = "random"
-    SEARCHED = "searched"
-    TRIVIALAUGMENT = "trivialaugment"
+AugmentStrategy = enum.Enum(  # the names are defined once, in autoclint.config.AUGMENTATIONS
+    "AugmentStrategy", {name.upper(): name for name in AUGMENTATIONS}, type=str, module=__name__
+)
+AugmentStrategy.__doc__ = "How the training data is augmented: none, random, searched or trivialaugment."
 
 
 def as_generator(rng: RandomSource) -> np.random.Generator:
@@ -52,17 +50,9 @@ def as_generator(rng: RandomSource) -> np.random.Generator:
 class Augment:
     """Base of the augmentation callables: draws ops per sample, then applies them with the op set."""
 
-    def __init__(
-        self,
-        rng: RandomSource = None,
-        *,
-        interpolation: InterpolationMode = InterpolationMode.NEAREST,
-        fill: float = 0.0,
-    ) -> None:
+    def __init__(self, rng: RandomSource = None) -> None:
         self._rng = as_generator(rng)
         self._lock = threading.Lock()
-        self.interpolation = interpolation
-        self.fill = fill
 
     def __call__(self, sample: torch.Tensor, rng: Optional[np.random.Generator] = None) -> torch.Tensor:
         """Augment one uint8 image [C, H, W] or video [T, C, H, W] (one draw for all frames);
@@ -108,11 +98,11 @@ class Augment:
         if draw and takes_pil_path(sample):
             return torch.from_numpy(self._apply_with_pil(sample.numpy(), draw))
         for name, magnitude in draw:
-            sample = apply_op(sample, name, magnitude, interpolation=self.interpolation, fill=self.fill)
+            sample = apply_op(sample, name, magnitude)
         return sample
 
     def _apply_with_pil(self, sample: np.ndarray, draw: tuple[OpDraw, ...]) -> np.ndarray:
-        return apply_ops_with_pil(sample, draw, interpolation=self.interpolation, fill=self.fill)
+        return apply_ops_with_pil(sample, draw)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -143,15 +133,8 @@ class PolicyAugment(Augment):
     """AutoAugment-style policy: per sample, one sub-policy picked uniformly, its two ops applied in
     turn, each with its probability and a random sign for signed magnitudes (as torchvision does)."""
 
-    def __init__(
-        self,
-        sub_policies: Sequence[SubPolicy],
-        rng: RandomSource = None,
-        *,
-        interpolation: InterpolationMode = InterpolationMode.NEAREST,
-        fill: float = 0.0,
-    ) -> None:
-        super().__init__(rng, interpolation=interpolation, fill=fill)
+    def __init__(self, sub_policies: Sequence[SubPolicy], rng: RandomSource = None) -> None:
+        super().__init__(rng)
         self.sub_policies = tuple(sub_policies)
         if not self.sub_policies:
             raise ValueError("PolicyAugment needs at least one sub-policy")
@@ -179,15 +162,8 @@ class TrivialAugment(Augment):
     """TrivialAugmentWide: one op drawn uniformly from torchvision's wide space with a uniform
     magnitude bin, drawn from our seeded generator so that it is reproducible and thread-safe."""
 
-    def __init__(
-        self,
-        rng: RandomSource = None,
-        *,
-        num_magnitude_bins: int = 31,
-        interpolation: InterpolationMode = InterpolationMode.NEAREST,
-        fill: float = 0.0,
-    ) -> None:
-        super().__init__(rng, interpolation=interpolation, fill=fill)
+    def __init__(self, rng: RandomSource = None, *, num_magnitude_bins: int = 31) -> None:
+        super().__init__(rng)
         self.num_magnitude_bins = num_magnitude_bins
 
     def draw(self, rng: np.random.Generator, height: int, width: int) -> tuple[OpDraw, ...]:
@@ -213,8 +189,6 @@ def make_augment(
     archive: Sequence[SubPolicy] = CIFAR10_ARCHIVE,
     num_random: int = 3,
     seed: int = 0,
-    interpolation: InterpolationMode = InterpolationMode.NEAREST,
-    fill: float = 0.0,
 ) -> Augment:
     """The augmentation of a strategy: `none`; `random` (`num_random` sub-policies drawn from the
     archive, no search); `searched` (the given sub-policies; none found means no augmentation);
@@ -224,22 +198,21 @@ def make_augment(
     except ValueError:
         known = ", ".join(s.value for s in AugmentStrategy)
         raise ValueError(f"unknown augmentation strategy {strategy!r}; known: {known}") from None
-    options = dict(interpolation=interpolation, fill=fill)
     rng = np.random.default_rng(seed)
     if strategy is AugmentStrategy.NONE:
-        return IdentityAugment(rng, **options)
+        return IdentityAugment(rng)
     if strategy is AugmentStrategy.TRIVIALAUGMENT:
-        return TrivialAugment(rng, **options)
+        return TrivialAugment(rng)
     if strategy is AugmentStrategy.RANDOM:
         chosen = sample_sub_policies(archive, num_random, rng)
         logger.info("random augmentation with sub-policies %s", chosen)
-        return PolicyAugment(chosen, rng, **options)
+        return PolicyAugment(chosen, rng)
     if policies is None:
         raise ValueError("the 'searched' augmentation strategy needs the searched sub-policies")
     if not policies:
         logger.info("the policy search kept no sub-policy; training without augmentation")
-        return IdentityAugment(rng, **options)
-    return PolicyAugment(policies, rng, **options)
+        return IdentityAugment(rng)
+    return PolicyAugment(policies, rng)
 
 
 def sample_sub_policies(

@@ -65,27 +65,32 @@ def search_policies(
     num_candidates: int = 100,
     top_n: int = 5,
     repeats: int = 1,
-    time_limit_s: Optional[float] = None,
+    deadline: float = math.inf,
     min_candidates: int = 3,
     seed: int = 0,
+    baseline: Optional[tuple[float, float]] = None,
+    now: Callable[[], float] = time.monotonic,
 ) -> SearchResult:
     """Run Algorithm 1: T = `num_candidates` random candidates of C sub-policies, each scored
     `repeats` times (best kept); candidates strictly above the unaugmented score are kept and the
     top N merged, duplicates removed, into `SearchResult.chosen`. Repeats only differ when
-    `evaluate` resamples its augmentation (each candidate's augment has its own seeded generator)."""
-    _check_search_arguments(archive, num_policies_per_candidate, num_candidates, top_n, repeats)
-    start = time.monotonic()
-    deadline = math.inf if time_limit_s is None else start + time_limit_s
-    baseline = float(evaluate(None))
-    eval_s = time.monotonic() - start
-    logger.info("policy search: unaugmented validation score %.4f (%.2f s per evaluation)", baseline, eval_s)
+    `evaluate` resamples its augmentation (each candidate's augment has its own seeded generator).
 
-    planned = _affordable_candidates(num_candidates, repeats, eval_s, deadline - time.monotonic())
-    result = SearchResult(baseline_score=baseline, planned_candidates=planned, shortened=planned < num_candidates)
+    `baseline` is the unaugmented (score, seconds per evaluation) when already measured; otherwise
+    it is measured here. No evaluation starts that is expected to end after `deadline` (on `now`'s clock).
+    """
+    _check_search_arguments(archive, num_policies_per_candidate, num_candidates, top_n, repeats)
+    start = now()
+    baseline_score, eval_s = baseline if baseline is not None else _timed(evaluate, None, now)
+    logger.info("policy search: unaugmented validation score %.4f (%.2f s per evaluation)", baseline_score, eval_s)
+
+    planned = _affordable_candidates(num_candidates, repeats, eval_s, deadline - now())
+    result = SearchResult(baseline_score=baseline_score, planned_candidates=planned,
+                          shortened=planned < num_candidates)
     if planned < min(min_candidates, num_candidates):
         logger.info("policy search skipped: only %d of %d candidates fit the time limit", planned, num_candidates)
         result.skipped = True
-        result.elapsed_s = time.monotonic() - start
+        result.elapsed_s = now() - start
         return result
     if result.shortened:
         logger.info("policy search shortened to %d of %d candidates to fit the time limit", planned, num_candidates)
@@ -93,14 +98,14 @@ def search_policies(
     rng = np.random.default_rng(seed)
     for index in range(planned):
         sub_policies = sample_sub_policies(archive, num_policies_per_candidate, rng)
-        score, eval_s = _best_of_repeats(evaluate, sub_policies, repeats, eval_s, deadline, seed + index)
+        score, eval_s = _best_of_repeats(evaluate, sub_policies, repeats, eval_s, deadline, seed + index, now)
         if score is None:
             logger.info("policy search stopped at its deadline after %d candidates", index)
             result.shortened = True
             break
         candidate = CandidateScore(sub_policies, score)
         result.candidates.append(candidate)
-        kept = score > baseline
+        kept = score > baseline_score
         if kept:
             result.kept.append(candidate)
         logger.debug("candidate %d: score %.4f (%s) %s", index, score, "kept" if kept else "dropped",
@@ -108,11 +113,18 @@ def search_policies(
 
     result.kept.sort(key=lambda candidate: candidate.score, reverse=True)
     result.chosen = merge_top_candidates(result.kept, top_n)
-    result.elapsed_s = time.monotonic() - start
+    result.elapsed_s = now() - start
     logger.info("policy search: %d/%d candidates beat %.4f; chose %d sub-policies in %.1f s: %s",
-                len(result.kept), len(result.candidates), baseline, len(result.chosen), result.elapsed_s,
+                len(result.kept), len(result.candidates), baseline_score, len(result.chosen), result.elapsed_s,
                 describe_sub_policies(result.chosen))
     return result
+
+
+def _timed(evaluate: Evaluate, augment: Optional[Augment], now: Callable[[], float]) -> tuple[float, float]:
+    """The score of one evaluation and the seconds it took."""
+    started = now()
+    score = float(evaluate(augment))
+    return score, now() - started
 
 
 def merge_top_candidates(kept: Sequence[CandidateScore], top_n: int) -> tuple[SubPolicy, ...]:
@@ -169,17 +181,16 @@ def _best_of_repeats(
     eval_s: float,
     deadline: float,
     seed: int,
+    now: Callable[[], float],
 ) -> tuple[Optional[float], float]:
     """Best score of up to `repeats` evaluations that are expected to end before the deadline
     (None when none fit), and the latest measured evaluation time."""
     best: Optional[float] = None
     augment = PolicyAugment(sub_policies, seed)
     for _ in range(repeats):
-        if time.monotonic() + eval_s > deadline:
+        if now() + eval_s > deadline:
             break
-        started = time.monotonic()
-        score = float(evaluate(augment))
-        eval_s = time.monotonic() - started
+        score, eval_s = _timed(evaluate, augment, now)
         if best is None or score > best:
             best = score
     return best, eval_s
@@ -249,19 +260,3 @@ class ValidationEvaluator:
         ])
         return float(self.metric(self.labels, predictions))
 
-
-def make_validation_evaluator(
-    predict_fn: Callable[[torch.Tensor], np.ndarray],
-    images_uint8: torch.Tensor,
-    labels: np.ndarray,
-    metric: Callable[[np.ndarray, np.ndarray], float],
-    *,
-    seed: int = 0,
-    batch_size: Optional[int] = None,
-    resample: bool = False,
-) -> ValidationEvaluator:
-    """Build the search's `evaluate` from a prediction function (uint8 batch -> scores), the
-    validation uint8 tensor, its labels and a metric(solution, prediction) such as NAUC."""
-    return ValidationEvaluator(
-        predict_fn, images_uint8, labels, metric, seed=seed, batch_size=batch_size, resample=resample
-    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -22,9 +22,23 @@ from autoclint.augment.search import (
     plan_search_budget,
     search_policies,
 )
-from autoclint.config import ModelConfig
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """The augmentation strategy and the light Fast AutoAugment search's parameters (paper's C, T, N)."""
+
+    strategy: str = AugmentStrategy.SEARCHED.value
+    sub_policies: int = 3  # C: sub-policies per candidate (and drawn by `random`)
+    candidates: int = 100  # T: candidates scored on validation
+    top_n: int = 5  # N: best candidates merged into the training augmentation
+    repeats: int = 1  # evaluations per candidate (best kept)
+    min_candidates: int = 3  # fewer affordable candidates than this: skip the search
+    max_budget_fraction: float = 0.25  # the search may use this share of the time left
+    max_search_s: float = 300.0  # and never more than this
+    seed: int = 0
 
 
 @dataclass
@@ -38,58 +52,57 @@ class AugmentSelection:
     elapsed_s: float = 0.0
 
 
-def estimate_eval_seconds(evaluate: ValidationEvaluator, archive: Sequence[SubPolicy], per_candidate: int,
-                          seed: int) -> float:
-    """Seconds one candidate evaluation takes: a timed unaugmented pass of the frozen model plus the
-    time to augment the validation set once with a random candidate."""
-    start = time.monotonic()
-    evaluate(None)
-    model_s = time.monotonic() - start
+def measure_evaluation(evaluate: ValidationEvaluator, archive: Sequence[SubPolicy], per_candidate: int,
+                       seed: int, now: Callable[[], float]) -> tuple[float, float]:
+    """The unaugmented score (the search's baseline, scored once) and the seconds one candidate
+    evaluation takes: that timed pass plus augmenting the validation set once with a random candidate."""
+    start = now()
+    baseline = float(evaluate(None))
+    model_s = now() - start
     rng = np.random.default_rng(seed)
     probe = PolicyAugment(sample_sub_policies(archive, per_candidate, rng), rng)
-    start = time.monotonic()
+    start = now()
     probe.augment_batch(evaluate.images, rng=np.random.default_rng(seed))
-    augment_s = time.monotonic() - start
-    return max(model_s + augment_s, 1e-6)
+    return baseline, max(model_s + now() - start, 1e-6)
 
 
 def select_training_augment(
-    config: ModelConfig,
+    settings: AugmentSettings,
     evaluate: Optional[ValidationEvaluator],
-    time_left_s: float,
+    deadline: float,
     *,
     archive: Sequence[SubPolicy] = CIFAR10_ARCHIVE,
-    seed: int = 0,
+    now: Callable[[], float] = time.monotonic,
 ) -> AugmentSelection:
-    """The training augmentation of `config.augmentation`; for `searched`, run Algorithm 1 with the
-    frozen model behind `evaluate` within a share of `time_left_s` (skipped when it cannot pay)."""
-    strategy = AugmentStrategy(config.augmentation)
-    start = time.monotonic()
+    """The training augmentation of `settings.strategy`; for `searched`, run Algorithm 1 with the frozen
+    model behind `evaluate` within a share of the time left before `deadline` (skipped when it cannot pay)."""
+    strategy = AugmentStrategy(settings.strategy)
+    start = now()
     if strategy is AugmentStrategy.NONE:
         return AugmentSelection(None, "augmentation disabled")
     if strategy is not AugmentStrategy.SEARCHED:
-        augment = make_augment(strategy, archive=archive, num_random=config.faa_sub_policies, seed=seed)
-        return AugmentSelection(augment, f"{strategy.value} augmentation", elapsed_s=time.monotonic() - start)
+        augment = make_augment(strategy, archive=archive, num_random=settings.sub_policies, seed=settings.seed)
+        return AugmentSelection(augment, f"{strategy.value} augmentation", elapsed_s=now() - start)
     if evaluate is None or len(evaluate.images) == 0:
         return AugmentSelection(None, "no validation set to search augmentation policies on")
-    selection = _search(config, evaluate, time_left_s, archive, seed, start)
-    selection.elapsed_s = time.monotonic() - start
+    selection = _search(settings, evaluate, deadline, archive, now)
+    selection.elapsed_s = now() - start
     return selection
 
 
-def _search(config: ModelConfig, evaluate: ValidationEvaluator, time_left_s: float,
-            archive: Sequence[SubPolicy], seed: int, start: float) -> AugmentSelection:
+def _search(settings: AugmentSettings, evaluate: ValidationEvaluator, deadline: float,
+            archive: Sequence[SubPolicy], now: Callable[[], float]) -> AugmentSelection:
     """Plan the search from a timed evaluation, run it, and turn its top-N into a policy augmentation."""
-    per_eval_s = estimate_eval_seconds(evaluate, archive, config.faa_sub_policies, seed)
-    time_left_s -= time.monotonic() - start
+    baseline, per_eval_s = measure_evaluation(evaluate, archive, settings.sub_policies, settings.seed, now)
+    time_left_s = deadline - now()
     plan = plan_search_budget(
         per_eval_s,
         time_left_s,
-        retrain_reserve_s=(1.0 - config.faa_max_budget_fraction) * time_left_s,
-        num_candidates=config.faa_candidates,
-        repeats=config.faa_repeats,
-        min_candidates=config.faa_min_candidates,
-        max_search_s=config.faa_max_search_s,
+        retrain_reserve_s=(1.0 - settings.max_budget_fraction) * time_left_s,
+        num_candidates=settings.candidates,
+        repeats=settings.repeats,
+        min_candidates=settings.min_candidates,
+        max_search_s=settings.max_search_s,
     )
     logger.info("policy search plan (%.3f s per evaluation, %.1f s left): %s", per_eval_s, time_left_s, plan.reason)
     if not plan.run:
@@ -97,21 +110,23 @@ def _search(config: ModelConfig, evaluate: ValidationEvaluator, time_left_s: flo
     result = search_policies(
         evaluate,
         archive,
-        num_policies_per_candidate=config.faa_sub_policies,
+        num_policies_per_candidate=settings.sub_policies,
         num_candidates=plan.num_candidates,
-        top_n=config.faa_top_n,
-        repeats=config.faa_repeats,
-        time_limit_s=plan.time_limit_s,
-        min_candidates=config.faa_min_candidates,
-        seed=seed,
+        top_n=settings.top_n,
+        repeats=settings.repeats,
+        deadline=now() + plan.time_limit_s,
+        min_candidates=settings.min_candidates,
+        seed=settings.seed,
+        baseline=(baseline, per_eval_s),
+        now=now,
     )
     if result.skipped:
         return AugmentSelection(None, "policy search skipped: too few candidates fit its time limit",
                                 plan=plan, search=result)
-    augment = make_augment(AugmentStrategy.SEARCHED, result.chosen, seed=seed)
+    augment = make_augment(AugmentStrategy.SEARCHED, result.chosen, seed=settings.seed)
     if isinstance(augment, IdentityAugment):
         return AugmentSelection(None, f"no candidate beat the unaugmented score {result.baseline_score:.4f}",
                                 plan=plan, search=result)
-    reason = (f"searched policy: {len(result.chosen)} sub-policies from the top {config.faa_top_n} of "
+    reason = (f"searched policy: {len(result.chosen)} sub-policies from the top {settings.top_n} of "
               f"{len(result.kept)}/{len(result.candidates)} candidates: {describe_sub_policies(result.chosen)}")
     return AugmentSelection(augment, reason, plan=plan, search=result)
