@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autoclint.config import AUGMENTATIONS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BASELINES_DIR = REPO_ROOT / "autoclint" / "harness" / "baselines"
 BASELINES = ("zero", "linear")
-AUGMENTATION_CHOICES = ("none", "random", "searched", "trivialaugment")
 # Ablations that change one or a few fields of the default preset, and the one that is a preset of its own.
 FIXED_ABLATIONS: dict[str, dict[str, Any]] = {
     "autoclint": {},
@@ -82,8 +83,8 @@ def parse_method(name: str) -> Method:
     if sep and key == "tau":
         return Method(name, overrides={"tau": _parse_tau(name, value)})
     if sep and key == "aug":
-        if value not in AUGMENTATION_CHOICES:
-            choices = ", ".join(AUGMENTATION_CHOICES)
+        if value not in AUGMENTATIONS:
+            choices = ", ".join(AUGMENTATIONS)
             raise ValueError(f"method {name!r}: augmentation must be one of {choices}")
         return Method(name, overrides={"augmentation": value})
     raise ValueError(f"unknown method {name!r}; accepted: {METHOD_SYNTAX}")
