@@ -1,0 +1,442 @@
+"""The fast learner: calibrated class probabilities within a second or two, before the network has learned.
+
+ALC weighs the first seconds most (log time, t0 = 60 s), so a cheap model predicts first. Features are
+computed from the uint8 cache: frames averaged, per-channel thumbnails, per-channel intensity statistics
+and histograms, and gradient-orientation histograms of the grey image; they are standardised and
+extended by random ReLU features (a cheap non-linear kernel approximation). A ridge regression onto the
+label matrix is solved in closed form; its regularisation is chosen on a held-out part of the training
+subsample, where a softmax temperature (multiclass) or per-class Platt scaling (multilabel) is also fitted,
+so that the output can be averaged with the network's probabilities.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import LinAlgError, cho_factor, cho_solve
+from scipy.optimize import minimize_scalar
+from threadpoolctl import threadpool_limits
+
+logger = logging.getLogger(__name__)
+
+FEATURE_CHUNK = 2048  # examples converted to float at once: bounds the memory of feature extraction
+PROBABILITY_FLOOR = 1e-4  # mixed-in uniform mass, so that no probability is exactly 0 or 1
+
+
+@dataclass(frozen=True)
+class FastLearnerSettings:
+    """What the fast learner needs: its subsample bound, feature sizes, regularisation and seed."""
+
+    max_train_examples: int = 8000  # a seeded subsample above this keeps the fit near one second
+    thumbnail_side: int = 8  # per-channel box-averaged thumbnail of side × side
+    grey_thumbnail_side: int = 16  # a finer thumbnail when there is a single channel
+    histogram_bins: int = 8  # per-channel intensity histogram
+    gradient_cells: int = 4  # gradient-orientation histograms on a cells × cells grid
+    gradient_orientations: int = 8
+    gradient_max_side: int = 64  # larger grey images are box-averaged down before their gradients
+    random_features: int = 1500  # random ReLU features on top of the standardised features (0: linear)
+    ridge_alphas: tuple[float, ...] = (0.1, 1.0)  # relative to the mean eigenvalue of the Gram matrix
+    holdout_fraction: float = 0.2  # of the subsample, to choose alpha and fit the calibration
+    max_holdout: int = 2000
+    min_holdout: int = 30  # below this the default calibration is used
+    default_temperature_scale: float = 4.0  # softmax(scale · decision) without a held-out set
+    seed: int = 0
+    blas_threads: int = 2  # BLAS threads used while fitting and predicting (shared with training)
+
+    def __post_init__(self) -> None:
+        if self.max_train_examples < 1:
+            raise ValueError(f"max_train_examples must be positive, got {self.max_train_examples}")
+        if not self.ridge_alphas or min(self.ridge_alphas) <= 0:
+            raise ValueError(f"ridge_alphas must be positive values, got {self.ridge_alphas}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Features
+
+
+def bin_starts(length: int, bins: int) -> np.ndarray:
+    """Start index of each of `bins` near-equal bins over `length` (indices repeat when length < bins)."""
+    return np.linspace(0, length, bins + 1)[:-1].astype(np.int64)
+
+
+def box_pool(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """[N,H,W,C] float images -> [N,rows,cols,C] box averages over near-equal bins."""
+    height, width = images.shape[1:3]
+    row_starts, col_starts = bin_starts(height, rows), bin_starts(width, cols)
+    row_counts = np.maximum(np.diff(np.append(row_starts, height)), 1)
+    col_counts = np.maximum(np.diff(np.append(col_starts, width)), 1)
+    pooled = np.add.reduceat(np.add.reduceat(images, row_starts, axis=1), col_starts, axis=2)
+    return pooled / (row_counts[None, :, None, None] * col_counts[None, None, :, None]).astype(np.float32)
+
+
+def bin_index(length: int, bins: int) -> np.ndarray:
+    """Bin of each of `length` positions for `bins` near-equal bins (the inverse of `bin_starts`)."""
+    return np.minimum((np.arange(length) * bins) // max(length, 1), bins - 1)
+
+
+def channel_histograms(images: np.ndarray, bins: int) -> np.ndarray:
+    """[N,H,W,C] images in [0,1] -> [N, C·bins] fraction of pixels per intensity bin and channel."""
+    num, height, width, channels = images.shape
+    level = np.minimum((images * bins).astype(np.int32), bins - 1)
+    offsets = (np.arange(num, dtype=np.int32)[:, None, None, None] * channels + np.arange(channels, dtype=np.int32))
+    counts = np.bincount((level + offsets * bins).ravel(), minlength=num * channels * bins).astype(np.float32)
+    return counts.reshape(num, channels * bins) / np.float32(height * width)
+
+
+def channel_moments(images: np.ndarray) -> np.ndarray:
+    """[N,H,W,C] -> [N, 2C]: per-channel mean and standard deviation over the pixels."""
+    num, height, width, channels = images.shape
+    pixels = images.reshape(num, height * width, channels)
+    mean = np.einsum("npc->nc", pixels) / np.float32(height * width)
+    mean_square = np.einsum("npc,npc->nc", pixels, pixels) / np.float32(height * width)
+    return np.concatenate([mean, np.sqrt(np.maximum(mean_square - mean * mean, 0.0))], axis=1)
+
+
+def gradient_histograms(grey: np.ndarray, cells: int, orientations: int) -> np.ndarray:
+    """[N,H,W] grey images -> [N, cells²·orientations] square roots of magnitude-weighted orientation sums.
+
+    Unsigned orientations (edges, not their polarity), each gradient shared linearly between its two
+    nearest orientation bins; a crude HOG without block normalisation.
+    """
+    num, height, width = grey.shape
+    size = cells * cells * orientations
+    if height < 3 or width < 3:
+        return np.zeros((num, size), dtype=np.float32)
+    gx = grey[:, 1:-1, 2:] - grey[:, 1:-1, :-2]
+    gy = grey[:, 2:, 1:-1] - grey[:, :-2, 1:-1]
+    magnitude = np.sqrt(gx * gx + gy * gy)
+    angle = np.arctan2(gy, gx)  # in [-pi, pi]; edges of opposite polarity share a bin
+    position = np.where(angle < 0, angle + np.float32(np.pi), angle) * np.float32(orientations / np.pi) - 0.5
+    lower = np.floor(position)
+    upper_share = position - lower
+    lower = lower.astype(np.int32)
+    lower = np.where(lower < 0, lower + orientations, lower)
+    upper = np.where(lower + 1 >= orientations, lower + 1 - orientations, lower + 1)
+    cell = bin_index(height - 2, cells)[:, None] * cells + bin_index(width - 2, cells)[None, :]
+    base = (np.arange(num)[:, None, None] * size + cell[None] * orientations).astype(np.int32)
+    sums = np.bincount((base + lower).ravel(), ((1 - upper_share) * magnitude).ravel(), minlength=num * size)
+    sums += np.bincount((base + upper).ravel(), (upper_share * magnitude).ravel(), minlength=num * size)
+    return np.sqrt(sums / ((height - 2) * (width - 2) / (cells * cells))).astype(np.float32).reshape(num, size)
+
+
+def shrink(grey: np.ndarray, max_side: int) -> np.ndarray:
+    """[N,H,W] -> box-averaged by the smallest integer factor that brings both sides to at most `max_side`."""
+    factor = -(-max(grey.shape[1:]) // max(max_side, 1))
+    if factor <= 1:
+        return grey
+    num, height, width = grey.shape
+    height, width = height // factor, width // factor
+    cropped = grey[:, : height * factor, : width * factor]
+    return cropped.reshape(num, height, factor, width, factor).mean(axis=(2, 4))
+
+
+def raw_features(examples: np.ndarray, settings: FastLearnerSettings) -> np.ndarray:
+    """Unstandardised features [N, F] of uint8 examples [N,T,H,W,C] (see the module docstring)."""
+    examples = np.asarray(examples)
+    if examples.ndim != 5:
+        raise ValueError(f"examples must be [N, T, H, W, C], got shape {examples.shape}")
+    chunks = [
+        _chunk_features(examples[start : start + FEATURE_CHUNK], settings)
+        for start in range(0, len(examples), FEATURE_CHUNK)
+    ]
+    if not chunks:
+        return np.zeros((0, feature_count(examples.shape[1:], settings)), dtype=np.float32)
+    return np.concatenate(chunks, axis=0)
+
+
+def _chunk_features(examples: np.ndarray, settings: FastLearnerSettings) -> np.ndarray:
+    """Features of one chunk of examples."""
+    images = examples.mean(axis=1, dtype=np.float32) / np.float32(255.0)  # frames averaged: [N,H,W,C]
+    num, channels = len(images), images.shape[3]
+    side = settings.grey_thumbnail_side if channels == 1 else settings.thumbnail_side
+    thumbnails = box_pool(images, side, side)
+    parts = [thumbnails.reshape(num, -1), channel_moments(images)]
+    if settings.histogram_bins > 0:  # of the thumbnail's pixels: a colour distribution at a fraction of the cost
+        parts.append(channel_histograms(thumbnails, settings.histogram_bins))
+    if settings.gradient_cells > 0 and settings.gradient_orientations > 0:
+        grey = shrink(images.mean(axis=3), settings.gradient_max_side)
+        parts.append(gradient_histograms(grey, settings.gradient_cells, settings.gradient_orientations))
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def feature_count(example_shape: tuple[int, ...], settings: FastLearnerSettings) -> int:
+    """Number of raw features of an example of shape (T, H, W, C)."""
+    channels = example_shape[-1]
+    side = settings.grey_thumbnail_side if channels == 1 else settings.thumbnail_side
+    count = side * side * channels + 2 * channels + settings.histogram_bins * channels
+    if settings.gradient_cells > 0 and settings.gradient_orientations > 0:
+        count += settings.gradient_cells**2 * settings.gradient_orientations
+    return count
+
+
+@dataclass(frozen=True)
+class Standardiser:
+    """Per-feature mean and scale learned on training features (constant features keep scale 1)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> "Standardiser":
+        mean = values.mean(axis=0, dtype=np.float64).astype(np.float32)
+        std = values.std(axis=0, dtype=np.float64).astype(np.float32)
+        return cls(mean, np.where(std > 1e-6, std, 1.0).astype(np.float32))
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        return (values - self.mean) / self.scale
+
+
+def features(examples: np.ndarray, settings: FastLearnerSettings | None = None) -> np.ndarray:
+    """Standardised cheap features [N, F] of uint8 examples [N,T,H,W,C], standardised over these examples."""
+    settings = settings or FastLearnerSettings()
+    values = raw_features(examples, settings)
+    return Standardiser.fit(values)(values)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ridge regression on random features
+
+
+@dataclass(frozen=True)
+class RandomRelu:
+    """x -> [x, relu(x·W + b)]: the standardised features and random ReLU features of them."""
+
+    weights: np.ndarray
+    bias: np.ndarray
+
+    @classmethod
+    def draw(cls, num_inputs: int, num_outputs: int, rng: np.random.Generator) -> "RandomRelu":
+        weights = rng.standard_normal((num_inputs, num_outputs), dtype=np.float32) / np.sqrt(max(num_inputs, 1))
+        bias = rng.standard_normal(num_outputs, dtype=np.float32) * 0.5
+        return cls(weights.astype(np.float32), bias.astype(np.float32))
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        if self.weights.shape[1] == 0:
+            return values
+        return np.concatenate([values, np.maximum(values @ self.weights + self.bias, 0.0)], axis=1)
+
+
+@dataclass(frozen=True)
+class RidgeFit:
+    """Linear map from expanded features to label scores: scores = (phi - phi_mean) @ weights + label_mean."""
+
+    phi_mean: np.ndarray
+    label_mean: np.ndarray
+    weights: np.ndarray
+
+    def decision(self, phi: np.ndarray) -> np.ndarray:
+        return (phi - self.phi_mean) @ self.weights + self.label_mean
+
+
+def ridge_solve(gram: np.ndarray, cross: np.ndarray, alpha: float) -> np.ndarray:
+    """Solve (gram + alpha·I) W = cross by Cholesky, with a least-squares fallback.
+
+    Float32 is enough: alpha is at least a percent of the mean eigenvalue, which bounds the conditioning.
+    """
+    regularised = gram + np.float32(alpha) * np.eye(len(gram), dtype=gram.dtype)
+    try:
+        return cho_solve(cho_factor(regularised, check_finite=False), cross, check_finite=False)
+    except LinAlgError:
+        return np.linalg.lstsq(regularised, cross, rcond=None)[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Calibration
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax; -inf logits get probability 0."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def sigmoid(values: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * values))
+
+
+def fit_temperature(decisions: np.ndarray, classes: np.ndarray, present: np.ndarray) -> float:
+    """Scale s minimising the held-out log loss of softmax(s · decision) over the present classes."""
+    masked = np.where(present, decisions, -np.inf)
+    rows = np.arange(len(classes))
+
+    def loss(log_scale: float) -> float:
+        logits = np.exp(log_scale) * masked
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(shifted).sum(axis=1))
+        return float(np.mean(log_norm - shifted[rows, classes]))
+
+    result = minimize_scalar(loss, bounds=(np.log(0.05), np.log(200.0)), method="bounded",
+                             options={"xatol": 1e-3})
+    return float(np.exp(result.x))
+
+
+def fit_platt(decisions: np.ndarray, targets: np.ndarray, iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column (a, b) of sigmoid(a·d + b) by Newton's method on Platt's smoothed targets.
+
+    Platt's targets ((n+ + 1)/(n+ + 2) for positives, 1/(n- + 2) for negatives) keep all-zero or
+    all-one columns finite: they get their smoothed prior.
+    """
+    positives = targets.sum(axis=0)
+    negatives = len(targets) - positives
+    soft = np.where(targets > 0.5, (positives + 1) / (positives + 2), 1.0 / (negatives + 2))
+    a = np.zeros(targets.shape[1])
+    b = np.log((positives + 1) / (negatives + 1))
+    for _ in range(iterations):
+        p = sigmoid(a * decisions + b)
+        residual, weight = p - soft, np.maximum(p * (1 - p), 1e-12)
+        g_a, g_b = (residual * decisions).sum(axis=0), residual.sum(axis=0)
+        h_aa = (weight * decisions * decisions).sum(axis=0) + 1e-6
+        h_ab = (weight * decisions).sum(axis=0)
+        h_bb = weight.sum(axis=0) + 1e-6
+        det = h_aa * h_bb - h_ab * h_ab
+        step_a = (h_bb * g_a - h_ab * g_b) / det
+        step_b = (h_aa * g_b - h_ab * g_a) / det
+        a, b = a - np.clip(step_a, -10, 10), b - np.clip(step_b, -10, 10)
+    return a, b
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The learner
+
+
+class FastLearner:
+    """Standardised cheap features -> random ReLU features -> ridge -> calibrated probabilities."""
+
+    def __init__(self, settings: FastLearnerSettings, is_multilabel: bool, num_classes: int) -> None:
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        self.settings = settings
+        self.is_multilabel = is_multilabel
+        self.num_classes = num_classes
+        self.fit_seconds = 0.0
+        self.num_fitted = 0
+        self._standardiser: Standardiser | None = None
+        self._expand: RandomRelu | None = None
+        self._ridge: RidgeFit | None = None
+        self._present = np.ones(num_classes, dtype=bool)
+        self._scale = settings.default_temperature_scale
+        self._platt = (np.full(num_classes, settings.default_temperature_scale),
+                       np.full(num_classes, -0.5 * settings.default_temperature_scale))
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._ridge is not None
+
+    def fit(self, examples: np.ndarray, labels: np.ndarray) -> "FastLearner":
+        """Learn from uint8 examples [N,T,H,W,C] and 0/1 labels [N,K] (a seeded subsample above the bound)."""
+        started = time.perf_counter()
+        labels = np.asarray(labels, dtype=np.float32).reshape(len(labels), -1)
+        if len(examples) != len(labels) or len(examples) == 0:
+            raise ValueError(f"need as many labels as examples (at least one): {len(examples)} vs {len(labels)}")
+        if labels.shape[1] != self.num_classes:
+            raise ValueError(f"labels have {labels.shape[1]} columns, expected {self.num_classes}")
+        rng = np.random.default_rng(self.settings.seed)
+        chosen = subsample_indices(len(examples), self.settings.max_train_examples, rng)
+        with threadpool_limits(self.settings.blas_threads):
+            self._fit_subsample(np.asarray(examples)[chosen], labels[chosen] > 0.5, rng)
+        self.num_fitted = len(chosen)
+        self.fit_seconds = time.perf_counter() - started
+        logger.info("fast learner: fitted on %d of %d examples in %.2f s", len(chosen), len(examples),
+                    self.fit_seconds)
+        return self
+
+    def predict(self, examples: np.ndarray) -> np.ndarray:
+        """Float32 [N,K] probabilities: rows sum to 1 (multiclass), per-class probabilities (multilabel)."""
+        if self._ridge is None:
+            raise RuntimeError("FastLearner.predict called before fit")
+        examples = np.asarray(examples)
+        with threadpool_limits(self.settings.blas_threads):
+            chunks = [
+                self._calibrated(self._decisions(raw_features(examples[start : start + FEATURE_CHUNK], self.settings)))
+                for start in range(0, len(examples), FEATURE_CHUNK)
+            ]
+        if not chunks:
+            return np.zeros((0, self.num_classes), dtype=np.float32)
+        return np.concatenate(chunks, axis=0).astype(np.float32)
+
+    def _fit_subsample(self, examples: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> None:
+        """Features, alpha choice and calibration on a held-out part, then the ridge on everything."""
+        values = raw_features(examples, self.settings)
+        self._standardiser = Standardiser.fit(values)
+        self._expand = RandomRelu.draw(values.shape[1], self.settings.random_features, rng)
+        phi = self._expand(self._standardiser(values))
+        if not self.is_multilabel:
+            self._present = targets.any(axis=0)
+        # Centred features and labels; the held-out rows are a random set of them, moved to the end.
+        order = rng.permutation(len(phi))
+        phi, targets = phi[order], targets[order]
+        phi_mean = phi.mean(axis=0, dtype=np.float64).astype(np.float32)
+        phi -= phi_mean
+        label_mean = targets.mean(axis=0, dtype=np.float64).astype(np.float32)
+        centred_targets = targets.astype(np.float32) - label_mean
+        fitted = len(phi) - holdout_size(len(phi), self.settings)
+        gram, cross = gram_and_cross(phi[:fitted], centred_targets[:fitted])
+        gram_held, cross_held = gram_and_cross(phi[fitted:], centred_targets[fitted:])
+        mean_eigenvalue = max(float(np.trace(gram) + np.trace(gram_held)) / len(gram), 1e-12)
+        alphas = [relative * mean_eigenvalue for relative in self.settings.ridge_alphas]
+        alpha = alphas[len(alphas) // 2]
+        if fitted < len(phi):
+            alpha, held_decisions = choose_alpha(gram, cross, phi[fitted:], centred_targets[fitted:], alphas)
+            self._fit_calibration(held_decisions + label_mean, targets[fitted:])
+        weights = ridge_solve(gram + gram_held, cross + cross_held, alpha)
+        self._ridge = RidgeFit(phi_mean, label_mean, weights)
+
+    def _fit_calibration(self, decisions: np.ndarray, targets: np.ndarray) -> None:
+        """Temperature (multiclass) or per-class Platt scaling (multilabel) on held-out decisions."""
+        if self.is_multilabel:
+            self._platt = fit_platt(decisions.astype(np.float64), targets.astype(np.float64))
+        else:
+            self._scale = fit_temperature(decisions.astype(np.float64), targets.argmax(axis=1), self._present)
+            logger.debug("fast learner: softmax scale %.3g", self._scale)
+
+    def _decisions(self, values: np.ndarray) -> np.ndarray:
+        """Ridge scores [N,K] of raw features."""
+        assert self._standardiser is not None and self._expand is not None and self._ridge is not None
+        return self._ridge.decision(self._expand(self._standardiser(values)))
+
+    def _calibrated(self, decisions: np.ndarray) -> np.ndarray:
+        """Probabilities from ridge scores, with a small uniform floor."""
+        decisions = decisions.astype(np.float64)
+        if self.is_multilabel:
+            a, b = self._platt
+            probabilities = sigmoid(a * decisions + b)
+            return PROBABILITY_FLOOR / 2 + (1 - PROBABILITY_FLOOR) * probabilities
+        probabilities = softmax(np.where(self._present, self._scale * decisions, -np.inf))
+        return PROBABILITY_FLOOR / self.num_classes + (1 - PROBABILITY_FLOOR) * probabilities
+
+
+def gram_and_cross(phi: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """phiᵀphi and phiᵀtargets."""
+    return phi.T @ phi, phi.T @ targets
+
+
+def choose_alpha(gram: np.ndarray, cross: np.ndarray, held_phi: np.ndarray, held_targets: np.ndarray,
+                 alphas: list[float]) -> tuple[float, np.ndarray]:
+    """The alpha with the lowest held-out squared error, and its held-out decisions (centred)."""
+    best = (np.inf, alphas[0], held_targets)
+    for alpha in alphas:
+        decisions = held_phi @ ridge_solve(gram, cross, alpha)
+        error = float(np.mean((decisions - held_targets) ** 2))
+        logger.debug("fast learner: alpha %.3g held-out squared error %.5f", alpha, error)
+        if error < best[0]:
+            best = (error, alpha, decisions)
+    return best[1], best[2]
+
+
+def subsample_indices(count: int, bound: int, rng: np.random.Generator) -> np.ndarray:
+    """All indices when `count` ≤ `bound`, else a sorted seeded sample of `bound` of them."""
+    if count <= bound:
+        return np.arange(count)
+    return np.sort(rng.choice(count, size=bound, replace=False))
+
+
+def holdout_size(count: int, settings: FastLearnerSettings) -> int:
+    """Examples held out to choose alpha and fit the calibration (none when too few)."""
+    size = min(int(count * settings.holdout_fraction), settings.max_holdout)
+    return size if size >= settings.min_holdout and count - size >= 2 else 0
