@@ -92,7 +92,9 @@ def iterate_numpy(dataset: Any) -> Iterator[Pair]:
         yield np.asarray(item[0]), np.asarray(item[1])
 
 
-def take_probe_sample(source: Iterator[Pair], max_count: int, max_bytes: int = DEFAULT_PROBE_BYTES) -> list[Pair]:
+def take_probe_sample(
+    source: Iterator[Pair], max_count: int, max_bytes: int = DEFAULT_PROBE_BYTES
+) -> list[Pair]:
     """The first (example, label) pairs of `source` for the probe: `max_count` of them, or fewer once they
     hold `max_bytes`.
 
@@ -109,6 +111,7 @@ def take_probe_sample(source: Iterator[Pair], max_count: int, max_bytes: int = D
         held += np.asarray(example).nbytes + np.asarray(label).nbytes
         if held >= max_bytes:
             if len(sample) < max_count:
-                logger.info("probe: %d example(s) hold %.0f MB; probing those only", len(sample), held / 2**20)
+                logger.info("probe: %d example(s) hold %.0f MB; probing those only", len(sample),
+                            held / 2**20)
             break
     return sample
