@@ -80,3 +80,23 @@ def test_probe_sample_stops_at_the_byte_bound_and_loses_nothing():
     assert take_probe_sample(iter([]), max_count=8) == []
     with pytest.raises(ValueError):
         take_probe_sample(iter(big), max_count=0)
+
+
+@pytest.mark.slow
+def test_autoclint_learns_a_dense_dataset_holding_one_inf_and_one_nan_pixel(tmp_path):
+    from pathlib import Path
+
+    from autoclint.autodl.writer import write_dataset
+    from autoclint.harness.cli import run_local_test
+    from autoclint.harness.sample_data import digits_arrays
+
+    x_train, y_train, x_test, y_test, names = digits_arrays()
+    x_train = x_train.astype(np.float32) / 255.0
+    x_train[0, 3, 3, 0] = np.nan  # in the first example: the one the probe reads first
+    x_train[25, 4, 4, 0] = np.inf
+    dataset = write_dataset(tmp_path / "data", "dirty", x_train, y_train, x_test.astype(np.float32) / 255.0,
+                            y_test, label_names=names, image_format="dense")
+    repo = Path(__file__).resolve().parents[1]
+    result = run_local_test(dataset, repo, 40.0, tmp_path / "out", tmp_path / "scores")
+    assert result.ingestion.success and result.scores.predictions
+    assert result.scores.final_nauc >= 0.8, result.scores
