@@ -6,6 +6,7 @@ The input plan and the data pipeline are decided from these statistics (paper §
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -30,6 +31,7 @@ class Probe:
     num_classes: int
     label_counts: tuple[int, ...]  # positives per class in the sample
     labels_look_sorted: bool  # consecutive examples share their class far more often than chance
+    nonfinite_values: int = 0  # NaN/inf values in the sample, left out of value_min/value_max
 
     @property
     def aspect_ratio(self) -> float:
@@ -52,8 +54,48 @@ def _labels_look_sorted(labels: np.ndarray) -> bool:
     return same_as_next > 0.5 * (1.0 + chance) and same_as_next > chance + 0.25
 
 
+def finite_range(x: np.ndarray) -> tuple[float, float, int]:
+    """(min, max) of the finite values of `x` and the count of the others (NaN, ±inf).
+
+    (inf, -inf, n) when no value is finite. The mask is only built for arrays that hold a
+    non-finite value, so clean examples cost two reductions and no temporary array.
+    """
+    x = np.asarray(x)
+    if x.size == 0:
+        return math.inf, -math.inf, 0
+    low, high = float(np.min(x)), float(np.max(x))
+    if math.isfinite(low) and math.isfinite(high):
+        return low, high, 0
+    finite = np.isfinite(x)
+    count = int(x.size - np.count_nonzero(finite))
+    if count == x.size:
+        return math.inf, -math.inf, count
+    values = x[finite]
+    return float(values.min()), float(values.max()), count
+
+
+def _value_range(examples: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float, int]:
+    """The finite value range of the sample and its count of non-finite values, warned about."""
+    ranges = [finite_range(x) for x, _ in examples]
+    value_min = min(low for low, _, _ in ranges)
+    value_max = max(high for _, high, _ in ranges)
+    nonfinite = sum(count for _, _, count in ranges)
+    if nonfinite:
+        affected = sum(1 for _, _, count in ranges if count)
+        logger.warning("probe: %d non-finite value(s) (NaN/inf) in %d of %d examples are left out of the "
+                       "value range; they are replaced when examples are cached", nonfinite, affected,
+                       len(examples))
+    if value_min > value_max:  # nothing finite at all: any range will do, every value gets replaced
+        return 0.0, 1.0, nonfinite
+    return value_min, value_max, nonfinite
+
+
 def probe_examples(examples: Sequence[tuple[np.ndarray, np.ndarray]]) -> Probe:
-    """Statistics of (example [T,H,W,C], label [K]) pairs; raises ValueError on an empty or malformed sample."""
+    """Statistics of (example [T,H,W,C], label [K]) pairs; raises ValueError on an empty or malformed sample.
+
+    The value range is that of the finite values: one NaN or inf must not decide the scaling of all.
+    Take the sample with `autoclint.data.bridge.take_probe_sample` to bound the memory it holds.
+    """
     if len(examples) == 0:
         raise ValueError("cannot probe an empty training set")
     shapes = []
@@ -66,8 +108,7 @@ def probe_examples(examples: Sequence[tuple[np.ndarray, np.ndarray]]) -> Probe:
         raise ValueError(f"training examples disagree on the channel count: {sorted(channels)}")
     labels = np.stack([np.asarray(y, dtype=np.float32).reshape(-1) for _, y in examples])
     positives = (labels > 0.5).sum(axis=1)
-    value_min = min(float(np.min(x)) for x, _ in examples)
-    value_max = max(float(np.max(x)) for x, _ in examples)
+    value_min, value_max, nonfinite = _value_range(examples)
     frames = _median_int([shape[0] for shape in shapes])
     probe = Probe(
         num_examples=len(examples),
@@ -82,6 +123,7 @@ def probe_examples(examples: Sequence[tuple[np.ndarray, np.ndarray]]) -> Probe:
         num_classes=int(labels.shape[1]),
         label_counts=tuple(int(count) for count in (labels > 0.5).sum(axis=0)),
         labels_look_sorted=_labels_look_sorted(labels),
+        nonfinite_values=nonfinite,
     )
     logger.info("probe: %s", probe)
     return probe

@@ -7,6 +7,8 @@
 ``npz``: arrays x_train, y_train, x_test, y_test (and optional ``classes``).
 ``images``: a folder or .zip holding {train,test}/<class>/<image>, or <class>/<image> (split by
 --test-fraction per class). The dataset is written to ROOT/NAME (NAME defaults to the file's stem).
+Nothing is written until the whole dataset is ready; --overwrite replaces only a folder written by
+this converter, never a source tree or anything else.
 """
 
 from __future__ import annotations
@@ -39,12 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 0.2)")
     images.add_argument("--no-shuffle", action="store_true", help="keep records in sorted path order")
     images.add_argument("--seed", type=int, default=0, help="seed of the split and the shuffle (default 0)")
+    images.add_argument("--ignore-extra", action="store_true",
+                        help="leave out top-level entries beside train/ and test/ instead of stopping")
     for sub in (npz, images):
         sub.add_argument("--out", type=Path, required=True, help="root folder; the dataset goes to OUT/NAME")
         sub.add_argument("--name", help="dataset name (default: the source's stem)")
         sub.add_argument("--examples-per-shard", type=int, default=DEFAULT_EXAMPLES_PER_SHARD,
                          help=f"records per sample-*.tfrecord file (default {DEFAULT_EXAMPLES_PER_SHARD})")
-        sub.add_argument("--overwrite", action="store_true", help="replace an existing OUT/NAME")
+        sub.add_argument("--overwrite", action="store_true",
+                         help="replace OUT/NAME when it holds a dataset written by this converter")
     return parser
 
 
@@ -58,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             path = convert_npz(args.source, args.out, args.name, image_format=args.format, **common)
         else:
             path = convert_image_folder(args.source, args.out, args.name, test_fraction=args.test_fraction,
-                                        shuffle=not args.no_shuffle, seed=args.seed, **common)
+                                        shuffle=not args.no_shuffle, seed=args.seed,
+                                        ignore_extra=args.ignore_extra, **common)
     except (ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -29,6 +30,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 PASS_THROUGH_MODES = {"JPEG": ("L", "RGB"), "PNG": ("L", "RGB", "RGBA", "P", "LA")}
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+SPLITS = ("train", "test")
 
 
 def convert_npz(
@@ -42,15 +44,46 @@ def convert_npz(
 ) -> Path:
     """Convert an ``.npz`` with x_train/y_train/x_test/y_test (and optional ``classes``) to ``root/name``."""
     npz_path = Path(npz_path)
-    with np.load(npz_path, allow_pickle=False) as arrays:
-        missing = [key for key in NPZ_KEYS if key not in arrays.files]
-        if missing:
-            raise ValueError(f"{npz_path}: missing arrays {missing} (has {arrays.files})")
-        data = {key: arrays[key] for key in NPZ_KEYS}
-        classes = [str(c) for c in arrays["classes"]] if "classes" in arrays.files else None
-    return write_dataset(root, name or npz_path.stem, data["x_train"], data["y_train"], data["x_test"],
+    name = name or npz_path.stem
+    refuse_output_over_source(npz_path, Path(root) / name)
+    data, classes = load_npz_arrays(npz_path)
+    return write_dataset(root, name, data["x_train"], data["y_train"], data["x_test"],
                          data["y_test"], label_names=classes, image_format=image_format,
                          examples_per_shard=examples_per_shard, overwrite=overwrite)
+
+
+def load_npz_arrays(npz_path: Path) -> tuple[dict[str, np.ndarray], list[str] | None]:
+    """The four arrays and the class names of an ``.npz``; never unpickles anything.
+
+    A file that is not an ``.npz`` (numpy.savez's zip of ``.npy`` arrays) or that holds Python
+    objects is reported as such; numpy's own message would suggest enabling unpickling.
+    """
+    if not npz_path.is_file():
+        raise FileNotFoundError(f"{npz_path}: file not found")
+    if not zipfile.is_zipfile(npz_path):
+        raise ValueError(f"{npz_path}: not a valid .npz file (expected a zip archive of .npy arrays, "
+                         "as numpy.savez writes)")
+    try:
+        with np.load(npz_path, allow_pickle=False) as arrays:
+            missing = [key for key in NPZ_KEYS if key not in arrays.files]
+            if missing:
+                raise KeyError(f"missing arrays {missing} (has {arrays.files})")
+            data = {key: arrays[key] for key in NPZ_KEYS}
+            classes = [str(c) for c in arrays["classes"]] if "classes" in arrays.files else None
+    except KeyError as error:
+        raise ValueError(f"{npz_path}: {error.args[0]}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        reason = "it holds Python objects, not numeric arrays" if "pickle" in str(error) else str(error)
+        raise ValueError(f"{npz_path}: not a valid .npz file ({reason})") from None
+    return data, classes
+
+
+def refuse_output_over_source(source: Path, dataset_dir: Path) -> None:
+    """Raise when the dataset would be written over its own source (or a folder holding it)."""
+    source, target = source.resolve(), dataset_dir.resolve()
+    if source == target or target in source.parents:
+        raise FileExistsError(f"the output folder {dataset_dir} is (or holds) the source {source}; "
+                              "choose another --out or --name")
 
 
 class ImageTree:
@@ -64,6 +97,10 @@ class ImageTree:
         elif zipfile.is_zipfile(self.source):
             self.zip = zipfile.ZipFile(self.source)
             names = [n for n in self.zip.namelist() if not n.endswith("/")]
+            unsafe = [n for n in self.zip.namelist() if _is_unsafe_entry(n)]
+            if unsafe:
+                raise ValueError(f"{self.source}: entries with an absolute path or '..' are refused: "
+                                 f"{', '.join(unsafe[:5])}")
         else:
             raise ValueError(f"{self.source}: neither a folder nor a zip file")
         self.paths = sorted(n for n in names if _is_image_path(n))
@@ -75,6 +112,12 @@ class ImageTree:
         if self.zip is not None:
             return self.zip.read(path)
         return (self.source / path).read_bytes()
+
+
+def _is_unsafe_entry(name: str) -> bool:
+    """A zip entry that names a place outside the tree: absolute, with a drive letter, or with '..'."""
+    posix = name.replace("\\", "/")
+    return posix.startswith("/") or re.match(r"^[A-Za-z]:", posix) is not None or ".." in posix.split("/")
 
 
 def _is_image_path(path: str) -> bool:
@@ -100,16 +143,54 @@ class ImageItem:
     label: str
 
 
-def split_tree(tree: ImageTree, test_fraction: float, seed: int) -> tuple[list[ImageItem], list[ImageItem]]:
-    """(train, test) items: from ``{train,test}/<class>/<img>``, else ``<class>/<img>`` split per class."""
+def split_tree(
+    tree: ImageTree, test_fraction: float, seed: int, ignore_extra: bool = False
+) -> tuple[list[ImageItem], list[ImageItem]]:
+    """(train, test) items: from ``{train,test}/<class>/<img>``, else ``<class>/<img>`` split per class.
+
+    A top level with ``train/`` and ``test/`` keeps that split; anything else beside them is an error
+    (or left out with ``ignore_extra``), never a reason to mix the given test images into training.
+    """
     _, relative = _strip_common_prefix(tree.paths)
-    if all(len(p) >= 3 and p[0] in ("train", "test") for p in relative):
-        items: dict[str, list[ImageItem]] = {"train": [], "test": []}
-        for path, parts in zip(tree.paths, relative):
-            items[parts[0]].append(ImageItem(path, parts[1]))
-        if not items["train"] or not items["test"]:
-            raise ValueError(f"{tree.source}: 'train' and 'test' must both hold images")
-        return items["train"], items["test"]
+    top = {parts[0] for parts in relative}
+    if top & set(SPLITS):
+        train, test = _given_split(tree, relative, top, ignore_extra)
+    else:
+        train, test = _split_per_class(tree, relative, test_fraction, seed)
+    _check_split(tree.source, train, test)
+    return train, test
+
+
+def _given_split(
+    tree: ImageTree, relative: list[tuple[str, ...]], top: set[str], ignore_extra: bool
+) -> tuple[list[ImageItem], list[ImageItem]]:
+    """Items of a ``{train,test}/<class>/<img>`` tree; other top-level entries refused or left out."""
+    absent = [split for split in SPLITS if split not in top]
+    if absent:
+        raise ValueError(f"{tree.source}: the top level has {sorted(top & set(SPLITS))[0]}/ but no "
+                         f"{absent[0]}/; give both train/ and test/, or only <class>/<image> folders")
+    extra = sorted(top - set(SPLITS))
+    if extra and not ignore_extra:
+        raise ValueError(f"{tree.source}: besides train/ and test/ the top level holds unexpected entries: "
+                         f"{', '.join(extra)}; remove them or pass ignore_extra=True (--ignore-extra)")
+    if extra:
+        logger.warning("%s: leaving out the top-level entries %s (not in train/ or test/)", tree.source,
+                       ", ".join(extra))
+    items: dict[str, list[ImageItem]] = {split: [] for split in SPLITS}
+    for path, parts in zip(tree.paths, relative):
+        if parts[0] not in SPLITS:
+            continue
+        if len(parts) < 3:
+            raise ValueError(f"{tree.source}: {path} is not in a class folder "
+                             f"(expected {parts[0]}/<class>/<image>)")
+        items[parts[0]].append(ImageItem(path, parts[1]))
+    return items["train"], items["test"]
+
+
+def _split_per_class(
+    tree: ImageTree, relative: list[tuple[str, ...]], test_fraction: float, seed: int
+) -> tuple[list[ImageItem], list[ImageItem]]:
+    """A ``<class>/<img>`` tree split per class: every class with two images or more gets a test image."""
     if not all(len(p) >= 2 for p in relative):
         raise ValueError(f"{tree.source}: expected {{train,test}}/<class>/<image> or <class>/<image>")
     if not 0 < test_fraction < 1:
@@ -121,10 +202,27 @@ def split_tree(tree: ImageTree, test_fraction: float, seed: int) -> tuple[list[I
     train, test = [], []
     for label in sorted(by_class):
         members = [by_class[label][i] for i in rng.permutation(len(by_class[label]))]
-        n_test = int(round(len(members) * test_fraction))
+        n_test = min(max(int(round(len(members) * test_fraction)), 1), len(members) - 1)
         test.extend(members[:n_test])
         train.extend(members[n_test:])
     return train, test
+
+
+def _check_split(source: Path, train: list[ImageItem], test: list[ImageItem]) -> None:
+    """Refuse an empty split; warn loudly about classes missing from one side."""
+    for split, items in (("train", train), ("test", test)):
+        if not items:
+            raise ValueError(f"{source}: the {split} split has 0 images (each class needs two images or "
+                             "more to be split, or give train/ and test/ folders)")
+    train_classes, test_classes = {i.label for i in train}, {i.label for i in test}
+    untested = sorted(train_classes - test_classes)
+    if untested:
+        logger.warning("%s: %d class(es) have no test image and will not be scored: %s", source,
+                       len(untested), ", ".join(untested[:10]))
+    untrained = sorted(test_classes - train_classes)
+    if untrained:
+        logger.warning("%s: %d class(es) have no training image: %s", source, len(untrained),
+                       ", ".join(untrained[:10]))
 
 
 def _read_items(tree: ImageTree, items: list[ImageItem]) -> tuple[list[bytes], list[tuple[int, int]], int]:
@@ -161,17 +259,21 @@ def convert_image_folder(
     test_fraction: float = 0.2,
     shuffle: bool = True,
     seed: int = 0,
+    ignore_extra: bool = False,
     examples_per_shard: int = DEFAULT_EXAMPLES_PER_SHARD,
     overwrite: bool = False,
 ) -> Path:
     """Convert an image-folder tree (folder or ``.zip``) to ``root/name``; classes are sorted folder names.
 
-    ``{train,test}/<class>/<img>`` keeps its split; a plain ``<class>/<img>`` tree is split per class
-    with ``test_fraction``. Records are shuffled (seeded) unless ``shuffle`` is False.
+    ``{train,test}/<class>/<img>`` keeps its split (other top-level entries are an error unless
+    ``ignore_extra``); a plain ``<class>/<img>`` tree is split per class with ``test_fraction``.
+    Records are shuffled (seeded) unless ``shuffle`` is False. The source is never written to.
     """
     source = Path(source)
+    name = name or source.stem
+    refuse_output_over_source(source, Path(root) / name)
     tree = ImageTree(source)
-    train, test = split_tree(tree, test_fraction, seed)
+    train, test = split_tree(tree, test_fraction, seed, ignore_extra)
     class_names = sorted({item.label for item in train + test})
     index_of = {label: i for i, label in enumerate(class_names)}
     if shuffle:
@@ -189,7 +291,7 @@ def convert_image_folder(
     }
     return write_encoded_images(
         root,
-        name or source.stem,
+        name,
         (encoded["train"], label_matrix([index_of[i.label] for i in train], len(class_names), "train")),
         (encoded["test"], label_matrix([index_of[i.label] for i in test], len(class_names), "test")),
         row_count=heights.pop() if len(heights) == 1 else -1,

@@ -20,6 +20,7 @@ from autoclint.autodl.records import (
     LABEL_SCORE,
     SPARSE_KEYS,
     index_split,
+    size_mismatch_message,
 )
 
 tf = tf_import()
@@ -79,6 +80,12 @@ class AutoDLDataset:
         """JPEG/PNG bytes per time step -> float32 [T, H, W, C] in [0, 1]."""
         row_count, col_count, channels = self.metadata_.get_tensor_size(0)
         example = tf.map_fn(self._decode_frame, frames, fn_output_signature=tf.float32)
+        if row_count > 0 and col_count > 0:  # the first records were checked when the split was opened
+            check = tf.debugging.assert_equal(
+                tf.shape(example)[1:3], tf.constant([row_count, col_count]),
+                message=f"image size disagrees: {size_mismatch_message((row_count, col_count))}")
+            with tf.control_dependencies([check]):
+                example = tf.identity(example)
         example.set_shape([None, row_count if row_count > 0 else None, col_count if col_count > 0 else None,
                            channels])
         return example

@@ -29,6 +29,8 @@ LABEL_SCORE = "label_score"
 RECORD_ID = "id"
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+# Records decoded when a split is opened, to check their shape against the metadata up front.
+RECORDS_DECODED_UP_FRONT = 8
 # Same float32 scale factor as tf.image.convert_image_dtype(uint8 -> float32), so values match bit for bit.
 UINT8_SCALE = np.float32(1.0 / 255.0)
 
@@ -161,7 +163,19 @@ def index_split(directory: str | Path, validate: bool = True) -> SplitIndex:
         logger.warning("%s: sample_count is %d but the files hold %d records; using the records",
                        metadata_path, metadata.size(), len(locations))
         metadata = metadata.with_sample_count(len(locations))
+    if validate:
+        decode_first_records(metadata, locations[:RECORDS_DECODED_UP_FRONT])
     return SplitIndex(directory, metadata, tuple(files), tuple(locations))
+
+
+def decode_first_records(metadata: AutoDLMetadata, locations: Sequence[RecordLocation]) -> None:
+    """Decode a few records so that a shape that disagrees with the metadata fails when the split is opened.
+
+    Both readers open splits through :func:`index_split`, so they fail alike with this message instead
+    of one returning other sizes and the other failing inside TensorFlow during training.
+    """
+    for data, location in zip(read_records(locations), locations):
+        decode_example(parse_record(data, location), metadata, f"{location.path}: record {location.index}")
 
 
 def label_indices(example: proto.SequenceExample) -> list[int]:
@@ -201,6 +215,8 @@ def decode_image(data: bytes, channels: int, where: str) -> np.ndarray:
     """
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if channels == 4 and image.format == "JPEG":  # TensorFlow's JPEG decoder gives 1 or 3 channels
+                raise AutoDLFormatError(f"{where}: a JPEG image cannot have the metadata's 4 channels")
             if channels == 1 and image.format == "JPEG":
                 image.draft("L", image.size)
             pixels = np.asarray(image.convert(PIL_MODES[channels]), dtype=np.uint8)
@@ -218,11 +234,24 @@ def decode_example(example: proto.SequenceExample, metadata: AutoDLMetadata, whe
                   for t, f in enumerate(lists[COMPRESSED_KEY].feature)]
         if len({frame.shape for frame in frames}) > 1:
             raise AutoDLFormatError(f"{where}: frames of one example differ in size")
+        check_image_size(frames[0].shape[:2], (row_count, col_count), where)
         return np.stack(frames)
     if metadata.is_sparse(0):
         return _decode_sparse(lists, (row_count, col_count, channels), where)
     values = [np.asarray(f.float_list.value, dtype=np.float32) for f in lists[DENSE_KEY].feature]
     return np.stack(values).reshape(len(values), row_count, col_count, channels)
+
+
+def size_mismatch_message(size: tuple[int, int]) -> str:
+    """The end of the message of both readers for an image whose size is not the metadata's."""
+    return f"the metadata says {size[0]}x{size[1]} (row_count x col_count)"
+
+
+def check_image_size(size: tuple[int, int], expected: tuple[int, int], where: str) -> None:
+    """Raise when a decoded image is not the metadata's fixed size (-1 means any size)."""
+    if any(want > 0 and got != want for got, want in zip(size, expected)):
+        raise AutoDLFormatError(f"{where}: image is {size[0]}x{size[1]} pixels but "
+                                f"{size_mismatch_message(expected)}")
 
 
 def _decode_sparse(lists, size: tuple[int, int, int], where: str) -> np.ndarray:  # noqa: ANN001

@@ -2,15 +2,21 @@
 
 Records are framed by :mod:`autoclint.autodl.tfrecord`, so writing needs no TensorFlow. The layout
 is the platform's: ``root/name/name.data/{train,test}/{metadata.textproto, sample-*.tfrecord}``,
-``root/name/name.solution`` (test labels in record order) and ``root/name/name_label.name``.
+``root/name/name.solution`` (test labels in record order) and ``root/name/name_label.name``, plus a
+marker file that lets a later ``overwrite=True`` replace this folder and nothing else. Datasets are
+written beside the target and renamed into place, so a failed write leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
+import re
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +42,10 @@ logger = logging.getLogger(__name__)
 IMAGE_FORMATS = ("dense", "jpeg", "png")
 DEFAULT_EXAMPLES_PER_SHARD = 5000
 JPEG_QUALITY = 95
+# Written into every dataset folder made here: only such a folder may ever be replaced (overwrite=True).
+DATASET_MARKER = ".autoclint_dataset"
+MARKER_TEXT = "AutoDL dataset written by autoclint.autodl.writer; overwrite=True may replace this folder\n"
+SHARD_PATTERN = re.compile(r"sample-\d{5}-of-\d{5}\.tfrecord")
 
 
 @dataclass(frozen=True)
@@ -137,18 +147,80 @@ def dataset_paths(root: str | Path, name: str) -> tuple[Path, Path, Path]:
     return dataset_dir, dataset_dir / f"{name}.data" / "train", dataset_dir / f"{name}.data" / "test"
 
 
-def prepare_dataset_dir(root: str | Path, name: str, overwrite: bool) -> Path:
-    """Create ``root/name``; refuse to mix with an existing dataset unless ``overwrite``."""
-    if not name or "/" in name or name.startswith("."):
+def check_dataset_name(name: str) -> None:
+    """Refuse names that are not one plain folder name (no separators, no leading dot, not empty)."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ValueError(f"invalid dataset name {name!r}")
-    dataset_dir = Path(root) / name
-    if dataset_dir.exists() and any(dataset_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{dataset_dir} already exists and is not empty "
-                                  "(overwrite it with overwrite=True or --overwrite)")
-        shutil.rmtree(dataset_dir)
-    dataset_dir.mkdir(parents=True, exist_ok=True)
-    return dataset_dir
+
+
+def foreign_entries(dataset_dir: Path, name: str) -> list[str]:
+    """Paths under ``dataset_dir`` that this writer would not have written (all of them without the marker).
+
+    A dataset written here holds the marker file, ``name.data/{train,test}/`` with the metadata and
+    ``sample-*.tfrecord`` shards, the solution and the label names, and nothing else.
+    """
+    entries = sorted(p.relative_to(dataset_dir).as_posix() for p in dataset_dir.rglob("*"))
+    if DATASET_MARKER not in entries:
+        return entries
+    splits = {f"{name}.data/train", f"{name}.data/test"}
+    expected = {DATASET_MARKER, f"{name}.data", f"{name}.solution", f"{name}_label.name"} | splits
+
+    def ours(entry: str) -> bool:
+        parent, _, leaf = entry.rpartition("/")
+        shard = SHARD_PATTERN.fullmatch(leaf) is not None
+        return entry in expected or (parent in splits and (leaf == METADATA_FILENAME or shard))
+
+    return [entry for entry in entries if not ours(entry)]
+
+
+def check_replaceable(dataset_dir: Path, name: str, overwrite: bool) -> None:
+    """Raise unless ``dataset_dir`` is absent, empty, or (with ``overwrite``) a dataset written here.
+
+    Never lets anything else be replaced, whatever ``overwrite`` says: a source tree, another tool's
+    dataset, or one of ours holding files added by hand.
+    """
+    if not dataset_dir.exists() and not dataset_dir.is_symlink():
+        return
+    if not dataset_dir.is_dir() or dataset_dir.is_symlink():
+        raise FileExistsError(f"{dataset_dir} exists and is not a folder; choose another --out or --name")
+    if not any(dataset_dir.iterdir()):
+        return
+    foreign = foreign_entries(dataset_dir, name)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise FileExistsError(f"{dataset_dir} already exists and holds files this writer did not write "
+                              f"({shown}); it is never replaced: choose another --out or --name")
+    if not overwrite:
+        raise FileExistsError(f"{dataset_dir} already exists and holds an AutoDL dataset written here "
+                              "(replace it with overwrite=True or --overwrite)")
+
+
+@contextmanager
+def staging_dir(root: Path, name: str) -> Iterator[Path]:
+    """A fresh hidden folder beside the target; removed with everything in it unless renamed away."""
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=root))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def install_dataset(staging: Path, dataset_dir: Path, name: str, overwrite: bool) -> None:
+    """Rename a complete dataset into place; an old one of ours is moved aside first and removed last."""
+    check_replaceable(dataset_dir, name, overwrite)
+    if not dataset_dir.exists():
+        os.rename(staging, dataset_dir)
+        return
+    if not any(dataset_dir.iterdir()):
+        dataset_dir.rmdir()
+        os.rename(staging, dataset_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=dataset_dir.parent))
+    os.rename(dataset_dir, old / name)
+    os.rename(staging, dataset_dir)
+    shutil.rmtree(old)
+    logger.info("replaced the dataset written earlier in %s", dataset_dir)
 
 
 def as_examples(x: np.ndarray | Sequence[np.ndarray], what: str) -> list[np.ndarray]:
@@ -322,14 +394,22 @@ def write_splits(
     examples_per_shard: int = DEFAULT_EXAMPLES_PER_SHARD,
     overwrite: bool = False,
 ) -> Path:
-    """Write both splits' records, the solution and the label names; returns the dataset directory."""
-    dataset_dir = prepare_dataset_dir(root, name, overwrite)
-    _, train_dir, test_dir = dataset_paths(root, name)
-    for split, directory in (("train", train_dir), ("test", test_dir)):
-        spec, records = split_records[split]
-        write_split(directory, spec, records, examples_per_shard)
-    write_solution(dataset_dir / f"{name}.solution", test_labels)
-    write_label_names(dataset_dir / f"{name}_label.name", label_names)
+    """Write both splits' records, the solution and the label names; returns the dataset directory.
+
+    Everything is written into a hidden folder beside ``root/name`` and renamed into place at the end,
+    so an error leaves nothing behind and an existing dataset stays whole until the new one is complete.
+    """
+    check_dataset_name(name)
+    dataset_dir = Path(root) / name
+    check_replaceable(dataset_dir, name, overwrite)  # fail before the (long) writing, and again at the end
+    with staging_dir(Path(root), name) as staging:
+        (staging / DATASET_MARKER).write_text(MARKER_TEXT, encoding="utf-8")
+        for split in ("train", "test"):
+            spec, records = split_records[split]
+            write_split(staging / f"{name}.data" / split, spec, records, examples_per_shard)
+        write_solution(staging / f"{name}.solution", test_labels)
+        write_label_names(staging / f"{name}_label.name", label_names)
+        install_dataset(staging, dataset_dir, name, overwrite)
     logger.info("wrote %s: %d train / %d test examples", dataset_dir, split_records["train"][0].sample_count,
                 split_records["test"][0].sample_count)
     return dataset_dir

@@ -7,6 +7,7 @@ never imported here unless the dataset is a TensorFlow object, which means it is
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 from types import ModuleType
@@ -17,6 +18,9 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 Pair = tuple[np.ndarray, np.ndarray]
+
+# Raw examples held for the probe: 256 float32 images of 2000x2000x3 would need 12 GB; this keeps ~5.
+DEFAULT_PROBE_BYTES = 256 * 2**20
 
 
 def is_tf_dataset(dataset: Any) -> bool:
@@ -45,16 +49,27 @@ def _dataset_graph(dataset: Any) -> Any | None:
 
 
 def _iterate_graph_dataset(tf: ModuleType, dataset: Any, graph: Any) -> Iterator[Pair]:
-    """Run a one-shot iterator in the dataset's own graph and session until the data ends."""
+    """Run a one-shot iterator in the dataset's own graph and session until the data ends.
+
+    The session is never entered as a context manager: that would push it (and its graph) on the
+    default stacks of the thread that starts the generator and pop them in whichever thread finishes
+    it. The trainer reads the first examples in the caller's thread and the rest in a background
+    thread, so entering it left the caller's default graph replaced and failed with
+    "IndexError: pop from empty list" in the other thread. `Session.run` needs no default session
+    and may be called from any thread.
+    """
     with graph.as_default():
         next_element = tf.compat.v1.data.make_one_shot_iterator(dataset).get_next()
-    with tf.compat.v1.Session(graph=graph) as session:
+    session = tf.compat.v1.Session(graph=graph)
+    try:
         while True:
             try:
                 example, label = session.run(next_element)
             except tf.errors.OutOfRangeError:
                 return
             yield np.asarray(example), np.asarray(label)
+    finally:
+        session.close()
 
 
 def iterate_numpy(dataset: Any) -> Iterator[Pair]:
@@ -75,3 +90,28 @@ def iterate_numpy(dataset: Any) -> Iterator[Pair]:
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise ValueError(f"dataset items must be (example, label) pairs, got {type(item).__name__}")
         yield np.asarray(item[0]), np.asarray(item[1])
+
+
+def take_probe_sample(
+    source: Iterator[Pair], max_count: int, max_bytes: int = DEFAULT_PROBE_BYTES
+) -> list[Pair]:
+    """The first (example, label) pairs of `source` for the probe: `max_count` of them, or fewer once they
+    hold `max_bytes`.
+
+    Examples are kept at full resolution (they go into the cache afterwards) and the source goes on
+    with the next pair, so nothing is lost; huge examples only make the sample shorter. The sample
+    holds at most `max_bytes` plus one example, and at least one example when the source has any.
+    """
+    if max_count < 1 or max_bytes < 1:
+        raise ValueError(f"max_count and max_bytes must be positive, got {max_count} and {max_bytes}")
+    sample: list[Pair] = []
+    held = 0
+    for example, label in itertools.islice(source, max_count):
+        sample.append((example, label))
+        held += np.asarray(example).nbytes + np.asarray(label).nbytes
+        if held >= max_bytes:
+            if len(sample) < max_count:
+                logger.info("probe: %d example(s) hold %.0f MB; probing those only", len(sample),
+                            held / 2**20)
+            break
+    return sample

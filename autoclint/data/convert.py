@@ -2,17 +2,38 @@
 
 Values in [0, 1] are scaled to 0..255, values already in 0..255 are kept, other ranges are mapped
 min-max using the probe's range (one mapping for the whole data set, so intensities stay comparable).
+Non-finite values (NaN, ±inf) are replaced here, where examples enter the cache, and counted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
 from autoclint.plan import Plan
 from autoclint.probe import Probe
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteCount:
+    """Thread-safe count of the NaN/inf values replaced, and of the examples that held them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values = 0
+        self.examples = 0
+
+    def add(self, values: int) -> int:
+        """Count one example holding `values` non-finite values; returns the examples counted so far."""
+        with self._lock:
+            self.values += values
+            self.examples += 1
+            return self.examples
 
 
 @dataclass(frozen=True)
@@ -25,6 +46,7 @@ class ExampleConverter:
     channels: int
     value_low: float
     value_high: float
+    nonfinite: NonFiniteCount = field(default_factory=NonFiniteCount, compare=False, repr=False)
 
     @classmethod
     def from_plan(cls, plan: Plan, probe: Probe) -> "ExampleConverter":
@@ -42,12 +64,41 @@ class ExampleConverter:
         example = np.asarray(example)
         if example.ndim != 4 or example.shape[3] != self.channels:
             raise ValueError(f"example of shape {example.shape} does not match [T,H,W,{self.channels}]")
-        example = example[frame_indices(example.shape[0], self.frames)]
+        example = example[frame_indices(example.shape[0], self.frames)].astype(np.float32)
+        self._replace_nonfinite(example)
         scale = 255.0 / (self.value_high - self.value_low)
-        scaled = np.clip((example.astype(np.float32) - self.value_low) * scale + 0.5, 0.0, 255.0).astype(np.uint8)
+        scaled = np.clip((example - self.value_low) * scale + 0.5, 0.0, 255.0).astype(np.uint8)
         if scaled.shape[1:3] == (self.height, self.width):
             return scaled
         return np.stack([resize_frame(frame, self.height, self.width) for frame in scaled])
+
+
+    def _replace_nonfinite(self, values: np.ndarray) -> None:
+        """Replace NaN/inf in place (+inf: top of the range, -inf: bottom, NaN: 0 clipped into it), counted."""
+        if np.isfinite(values.min()) and np.isfinite(values.max()):
+            return
+        count = int(values.size - np.count_nonzero(np.isfinite(values)))
+        nan = min(max(0.0, self.value_low), self.value_high)
+        np.nan_to_num(values, copy=False, nan=nan, posinf=self.value_high, neginf=self.value_low)
+        examples = self.nonfinite.add(count)
+        if examples == 1 or _is_power_of_ten(examples):
+            logger.warning("non-finite values (NaN/inf) replaced so far: %d in %d example(s)",
+                           self.nonfinite.values, examples)
+
+    def log_nonfinite_summary(self) -> tuple[int, int]:
+        """Warn how many NaN/inf values were replaced in how many examples; returns (values, examples)."""
+        values, examples = self.nonfinite.values, self.nonfinite.examples
+        if values:
+            logger.warning("%d non-finite value(s) (NaN/inf) in %d example(s) were replaced when cached",
+                           values, examples)
+        return values, examples
+
+
+def _is_power_of_ten(count: int) -> bool:
+    """1, 10, 100, ...: when a running count is worth a log line."""
+    while count >= 10 and count % 10 == 0:
+        count //= 10
+    return count == 1
 
 
 def resize_frame(frame: np.ndarray, height: int, width: int) -> np.ndarray:

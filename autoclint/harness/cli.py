@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Callable
 
 from autoclint import metrics
-from autoclint.harness.ingestion import IngestionConfig, IngestionResult, run_ingestion
+from autoclint.autodl.errors import AutoDLFormatError
+from autoclint.harness.ingestion import IngestionConfig, IngestionResult, OutputDirError, run_ingestion
+from autoclint.harness.ingestion_worker import NO_PREDICTION
 from autoclint.harness.report import write_reports
 from autoclint.harness.scoring import RunScorer, RunScores, write_scores
 
@@ -107,8 +109,21 @@ def run_local_test(
     return LocalTestResult(ingestion, scores, scores_file, png, page)
 
 
+def failure_reason(result: LocalTestResult) -> str:
+    """Why the run is a failure, in one line ("" when it is not): ingestion failed, or nothing to score."""
+    if not result.ingestion.success:
+        return result.ingestion.error or "ingestion failed (see the log above)"
+    if not result.scores.predictions:
+        return result.ingestion.error or NO_PREDICTION
+    return ""
+
+
 def main(argv: list[str], emit: Callable[[str], None] = logger.info) -> int:
-    """Parse `argv`, run the local test, emit a summary; exit status 1 when ingestion failed."""
+    """Parse `argv`, run the local test, emit a summary; exit status 1 when ingestion failed.
+
+    A failed run's last line is `error: <reason>`: an unusable dataset, the model's error, or no
+    valid prediction. Status 2: the run could not start (no model.py, bad dataset folder, output folder).
+    """
     args = build_parser().parse_args(normalise_arguments(argv))
     dataset_dir = args.dataset_dir
     if dataset_dir is None:
@@ -120,15 +135,23 @@ def main(argv: list[str], emit: Callable[[str], None] = logger.info) -> int:
         emit(f"error: no model.py in {code_dir}")
         return 2
     emit(f"dataset {dataset_dir}, model {code_dir / 'model.py'}, time budget {args.time_budget:g} s")
-    result = run_local_test(
-        dataset_dir, code_dir, args.time_budget, args.output_dir, args.score_dir,
-        startup_limit=args.startup_limit, count_startup=args.count_startup, emit=emit,
-    )
-    outcome = "succeeded" if result.ingestion.success else "FAILED"
+    try:
+        result = run_local_test(
+            dataset_dir, code_dir, args.time_budget, args.output_dir, args.score_dir,
+            startup_limit=args.startup_limit, count_startup=args.count_startup, emit=emit,
+        )
+    except (AutoDLFormatError, OutputDirError) as error:
+        emit(f"error: {error}")
+        return 2
+    reason = failure_reason(result)
+    outcome = "FAILED" if reason else "succeeded"
     if result.ingestion.killed_at_budget:
         outcome += " (stopped at the time budget)"
     emit(f"ingestion {outcome} after {result.ingestion.duration:.2f} s, "
          f"{len(result.scores.predictions)} prediction(s)")
     emit(f"ALC = {result.scores.alc:.4f}  final NAUC = {result.scores.final_nauc:.4f}")
     emit(f"scores: {result.scores_file}\nlearning curve: {result.curve_png}\ndetails: {result.detailed_html}")
-    return 0 if result.ingestion.success else 1
+    if reason:
+        emit(f"error: {reason}")
+        return 1
+    return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,10 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from autoclint.harness.ingestion_worker import write_end_file
-from autoclint.harness.scoring import read_end_file, read_start_file
+from autoclint.harness.ingestion_worker import ERROR_KEY, NO_PREDICTION, write_end_file
+from autoclint.harness.scoring import END_FILE, read_end_file, read_start_file
 
 logger = logging.getLogger(__name__)
+
+# Written into every output folder the starter kit uses: only such a folder has its old outputs removed.
+OUTPUT_MARKER = ".autoclint_ingestion_output"
+_OUTPUT_FILE = re.compile(r"^\.?[^/]+\.predict_\d+(\.tmp)?$|^\.?(start|end)\.txt(\.tmp)?$")
+
+
+class OutputDirError(ValueError):
+    """The output folder holds files the starter kit did not write: it is left alone."""
 
 
 @dataclass
@@ -45,6 +54,7 @@ class IngestionResult:
     duration: float
     killed_at_budget: bool
     returncode: int | None
+    error: str = ""  # one line: why ingestion failed or wrote no prediction (empty when it did not)
 
 
 def worker_command(config: IngestionConfig) -> list[str]:
@@ -95,18 +105,29 @@ def _deadline(config: IngestionConfig, launch_time: float) -> float:
     return start.start_time + config.time_budget + config.kill_grace
 
 
-def _clear_previous_run(output_dir: Path) -> None:
-    """Remove the files of an earlier run in `output_dir` so that they are not scored again."""
+def prepare_output_dir(output_dir: Path) -> None:
+    """Make `output_dir` ready for a run: new or empty (then marked), or marked by an earlier run.
+
+    Only from a marked folder are an earlier run's predictions, start.txt and end.txt removed (so that
+    they are not scored again); a non-empty folder without the marker is refused and left untouched.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    marker = output_dir / OUTPUT_MARKER
+    if not marker.is_file():
+        if any(output_dir.iterdir()):
+            raise OutputDirError(f"output folder {output_dir} is not empty and was not written by the "
+                                 "starter kit; give an empty or new --output_dir (nothing in it was touched)")
+        marker.write_text("ingestion outputs of the autoclint starter kit; its runs replace them\n")
+        return
     for path in output_dir.iterdir():
-        if path.is_file() and (".predict_" in path.name or path.name in ("start.txt", "end.txt")):
+        if path.is_file() and _OUTPUT_FILE.match(path.name):
             path.unlink()
 
 
 def run_ingestion(config: IngestionConfig, on_poll: Callable[[], None] | None = None) -> IngestionResult:
     """Run the model of `config.code_dir` on `config.dataset_dir`; `on_poll` is called while it runs."""
     output_dir = Path(config.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    _clear_previous_run(output_dir)
+    prepare_output_dir(output_dir)
     launch_time = time.time()
     process = subprocess.Popen(worker_command(config), env=_child_environment(), start_new_session=True)
     killed = False
@@ -138,12 +159,22 @@ def _finish(
         start = read_start_file(config.output_dir)
         start_time = start.start_time if start else launch_time
         now = time.time()
-        success = killed and start is not None
-        write_end_file(config.output_dir, now - start_time, success, now, killed_at_time_budget=int(killed))
+        predicted = start is not None and bool(start.prediction_times)
+        success = killed and predicted
+        if success:
+            extra = {}
+        elif killed:
+            extra = {ERROR_KEY: f"{NO_PREDICTION} before the time limit"}
+        else:
+            status = process.returncode
+            extra = {ERROR_KEY: f"the model process ended (exit status {status}) without {END_FILE}"}
+        write_end_file(config.output_dir, now - start_time, success, now, killed_at_time_budget=int(killed),
+                       **extra)
         end = read_end_file(config.output_dir)
     return IngestionResult(
         success=end.get("ingestion_success") == "1",
         duration=float(end["ingestion_duration"]),
         killed_at_budget=killed,
         returncode=process.returncode,
+        error=end.get(ERROR_KEY, ""),
     )

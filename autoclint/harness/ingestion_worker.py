@@ -24,6 +24,10 @@ from autoclint.harness.scoring import END_FILE, START_FILE, prediction_path
 
 logger = logging.getLogger(__name__)
 
+# end.txt key holding, in one line, why ingestion failed or why it wrote no prediction.
+ERROR_KEY = "ingestion_error"
+NO_PREDICTION = "the model produced no valid prediction"
+
 
 @dataclass
 class WorkerConfig:
@@ -39,6 +43,24 @@ class WorkerConfig:
 
 class StartupTimeout(Exception):
     """Raised when the model's constructor runs past its own time limit."""
+
+
+class UnusableDataset(ValueError):
+    """The dataset cannot be learned or scored (no training or no test example): checked before the model."""
+
+
+def check_dataset_usable(train_size: int, test_size: int, train_dir: Path, test_dir: Path) -> None:
+    """Refuse an empty training set or a test set without examples before any model time is spent."""
+    if train_size <= 0:
+        raise UnusableDataset(f"the training set is empty: 0 records in {train_dir}")
+    if test_size <= 0:
+        raise UnusableDataset(f"the test set is empty: 0 records in {test_dir}")
+
+
+def one_line_reason(error: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none), for end.txt and the CLI."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def import_tensorflow_first() -> None:
@@ -137,10 +159,15 @@ def write_end_file(output_dir: Path, duration: float, success: bool, end_time: f
 
 
 def run(config: WorkerConfig) -> bool:
-    """Run the platform's train/test loop; returns True when ingestion succeeded."""
+    """Run the platform's train/test loop; returns True when ingestion wrote at least one prediction.
+
+    On failure `end.txt` says why in one line (ERROR_KEY): an unusable dataset, the model's error, or
+    no valid prediction at all.
+    """
     launch_time = time.time()
     start_time = launch_time
     success = False
+    reason = ""
     try:
         import_tensorflow_first()
         from autoclint.autodl import open_dataset
@@ -149,6 +176,7 @@ def run(config: WorkerConfig) -> bool:
         task_name, train_dir, test_dir, _ = find_dataset(config.dataset_dir)
         train, test = open_dataset(train_dir), open_dataset(test_dir)
         train_metadata = train.get_metadata()
+        check_dataset_usable(train_metadata.size(), test.get_metadata().size(), train_dir, test_dir)
         expected_shape = (test.get_metadata().size(), train_metadata.get_output_size())
         model_file = Path(config.code_dir) / "model.py"
         model_class = load_model_class(config.code_dir)
@@ -184,13 +212,17 @@ def run(config: WorkerConfig) -> bool:
             append_prediction_time(start_file, k, timestamp)
             logger.info("prediction %d written at %.2f s", k, timestamp - start_time)
             k += 1
-        success = True
-    except Exception:  # the run must end with end.txt whatever the model does
+        success = k > 0
+        if not success:
+            reason = NO_PREDICTION
+    except Exception as error:  # the run must end with end.txt whatever the model does
         logger.error("ingestion failed:\n%s", traceback.format_exc())
+        reason = one_line_reason(error)
     finally:
         end_time = time.time()
         Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-        write_end_file(config.output_dir, end_time - start_time, success, end_time)
+        extra = {ERROR_KEY: reason.replace("\n", " ")} if reason else {}
+        write_end_file(config.output_dir, end_time - start_time, success, end_time, **extra)
     return success
 
 
