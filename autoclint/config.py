@@ -78,6 +78,12 @@ class ModelConfig:
     faa_min_candidates: int = 3  # fewer affordable candidates than this: skip the search
     faa_max_budget_fraction: float = 0.25  # the search may use this share of the remaining time
     faa_max_search_s: float = 300.0  # and never more than this
+    # the fast learner (early.py): predicts within the first seconds, then competes on validation with
+    # the best network checkpoint and their blend
+    fast_learner: bool = True
+    blend: bool = True
+    train_network: bool = True  # False: the fast learner alone (an ablation)
+    fast_learner_max_examples: int = 8000  # training subsample bound: keeps its fit near a second
     # reproducibility and hardware
     seed: int = 0
     num_threads: int = 0  # 0: all CPU cores available to this process
@@ -111,6 +117,11 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig.faa_max_budget_fraction must be in (0, 1), got {self.faa_max_budget_fraction!r}"
             )
+        if not (self.fast_learner or self.train_network):
+            raise ValueError("ModelConfig: fast_learner and train_network cannot both be off")
+        if self.fast_learner_max_examples < 1:
+            raise ValueError(f"ModelConfig.fast_learner_max_examples must be positive, got "
+                             f"{self.fast_learner_max_examples!r}")
         if self.loader_workers < 0:
             raise ValueError(f"ModelConfig.loader_workers must be >= 0 (0: automatic), got {self.loader_workers!r}")
 
@@ -136,6 +147,8 @@ PRESETS: dict[str, ModelConfig] = {
     "random_augment": ModelConfig(augmentation="random"),
     "trivialaugment": ModelConfig(augmentation="trivialaugment"),
     "resnet34": ModelConfig(arch="resnet34"),
+    "no_fast_learner": ModelConfig(fast_learner=False),
+    "fast_learner_only": ModelConfig(train_network=False),
     # The baseline the method is compared with: random init, SGD 0.05 at batch 64, flip, τ = 1.
     "plain_finetune": ModelConfig(
         pretrained=False,

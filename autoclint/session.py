@@ -22,7 +22,7 @@ from autoclint.augment import Augment
 from autoclint.budget import Budget, Kind
 from autoclint.config import ModelConfig
 from autoclint.data.batches import BatchLoader, TrainSampler
-from autoclint.data.bridge import iterate_numpy
+from autoclint.data.bridge import DEFAULT_PROBE_BYTES, iterate_numpy, take_probe_sample
 from autoclint.data.cache import CacheFiller, ExampleCache
 from autoclint.data.convert import ExampleConverter
 from autoclint.data.device_set import DeviceSet
@@ -58,6 +58,7 @@ class Session:
     cache: ExampleCache
     filler: CacheFiller
     valid: DeviceSet
+    valid_indices: np.ndarray
     sampler: TrainSampler
     net: nn.Module
     best: BestCheckpoint
@@ -102,11 +103,12 @@ class Session:
 
 
 def read_probe_sample(source: Any, count: int, budget: Budget) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The first `count` examples; records the reading time per example (after the first, which also
-    pays for starting the reader)."""
+    """The first `count` examples, fewer when they are huge (the probe's memory is bounded); records the
+    reading time per example (after the first, which also pays for starting the reader)."""
     sample = list(itertools.islice(source, 1))
     first_read = budget.now()
-    sample.extend(itertools.islice(source, count - 1))
+    if sample and count > 1:
+        sample.extend(take_probe_sample(source, count - 1, max(1, DEFAULT_PROBE_BYTES - sample[0][0].nbytes)))
     if len(sample) > 1:
         budget.record(Kind.READ, budget.now() - first_read, units=len(sample) - 1)
     return sample
@@ -155,7 +157,7 @@ def build_session(dataset: Any, config: ModelConfig, *, num_examples: int, outpu
     cache = ExampleCache(converter.shape, probe.num_classes, capacity=max(total, len(sample)))
     for example, label in sample:
         cache.append(converter(example), label)
-    filler = CacheFiller(source, cache, converter).start()
+    filler = CacheFiller(source, cache, converter, on_finish=converter.log_nonfinite_summary).start()
     if num_examples <= 0:  # unknown size: read everything before splitting
         total = 0
     valid, valid_indices = hold_out_validation(filler, cache, probe, plan, total, config, precision.device)
@@ -163,6 +165,6 @@ def build_session(dataset: Any, config: ModelConfig, *, num_examples: int, outpu
     optimizer = make_sgd(net, config.lr_for_batch(plan.batch_size), config)
     schedule = LRSchedule(optimizer, plan.steps_per_epoch, config.warmup_epochs, config.plateau_patience,
                           config.plateau_factor)
-    return Session(probe, plan, converter, cache, filler, valid, TrainSampler(cache, valid_indices, config.seed),
+    return Session(probe, plan, converter, cache, filler, valid, valid_indices, TrainSampler(cache, valid_indices, config.seed),
                    net, BestCheckpoint.of(net), make_loss(plan.is_multilabel), optimizer, schedule,
                    loader_settings, weights_loaded)

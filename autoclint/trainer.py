@@ -21,9 +21,11 @@ import numpy as np
 
 from autoclint.augment import AugmentSelection, AugmentSettings, ValidationEvaluator, select_training_augment
 from autoclint.budget import Budget, Kind
+from autoclint.candidates import Choice, FastCandidate, blend, choose_prediction
 from autoclint.config import ModelConfig
 from autoclint.data.bridge import iterate_numpy
 from autoclint.data.device_set import DeviceSet
+from autoclint.early import FastLearnerSettings
 from autoclint.evaluate import (
     TTA_PASSES,
     EvalSettings,
@@ -52,6 +54,8 @@ logger = logging.getLogger(__name__)
 MAX_FAILED_CALLS = 3
 UNKNOWN_TEST_DURATION_S = 1.0  # kept for the first test call, before the test set's size is known
 PREDICTION_SLACK_S = 0.5  # a test pass starts only with this much time left beyond its planned duration
+FIRST_FIT_WAIT_S = 0.5  # the first fast-learner fit waits this long at most for more decoded examples
+FAST_FIT_ALLOWANCE_S = 2.0  # time a fast-learner fit may take (it subsamples to stay near a second)
 
 
 def augment_settings(config: ModelConfig) -> AugmentSettings:
@@ -85,9 +89,12 @@ class Trainer:
         self.history: list[tuple[float, float]] = []  # (seconds since creation, validation NAUC)
         self._created = now()
         self._failures = 0
+        self.fast: Optional[FastCandidate] = None
         self._test_set: Optional[DeviceSet] = None
+        self._test_examples: Optional[np.ndarray] = None  # uint8, for the fast learner
         self._prediction: Optional[np.ndarray] = None
-        self._prediction_version = -1
+        self._prediction_key: Optional[tuple] = None
+        self._network_test_scores: tuple[int, Optional[np.ndarray]] = (-1, None)
         self._augmentation_chosen = False
         logger.info("autoclint on %s with %s",
                     describe_machine(self.device, self.precision, threads, self.loader_settings.workers), config)
@@ -166,6 +173,18 @@ class Trainer:
                 return
             self.session = self._build_session(dataset)
         session = self.session
+        first_fit = self.fast is not None and self.fast.version == 0
+        if self.fast is not None and self.budget.fits(FAST_FIT_ALLOWANCE_S + self._test_reserve()):
+            self._fit_fast_learner(session)
+        if not self.config.train_network:
+            available = len(session.cache) - len(session.valid_indices)
+            if self.fast is None or (session.filler.finished and self.fast.complete(available)):
+                self._stop_training()
+        elif not first_fit:  # the fast learner's first fit is predicted at once, the network trains after it
+            self._train_network(session)
+
+    def _train_network(self, session: Session) -> None:
+        """Epochs until validation improves (after a minimum time) or the slice ends; stops when out of time."""
         if self._out_of_time(session):
             self._stop_training()
             return
@@ -175,7 +194,7 @@ class Trainer:
         loader = session.start_loader()
         start, slice_s = self.budget.now(), self._slice_seconds()
         slice_end = start + slice_s * self.config.slice_patience
-        # before the first prediction: return after the first (possibly shortened) epoch
+        # before the network's first checkpoint: return after the first (possibly shortened) epoch
         min_seconds, epoch_end = (0.0, start + slice_s) if session.best.version == 0 else (slice_s, slice_end)
         improved_in_call = False
         while True:
@@ -193,9 +212,22 @@ class Trainer:
                 return
 
     def _build_session(self, dataset: Any) -> Session:
-        return build_session(dataset, self.config, num_examples=self.num_examples, output_dim=self.output_dim,
-                             precision=self.precision, loader_settings=self.loader_settings, budget=self.budget,
-                             code_dir=self.code_dir)
+        session = build_session(dataset, self.config, num_examples=self.num_examples, output_dim=self.output_dim,
+                                precision=self.precision, loader_settings=self.loader_settings,
+                                budget=self.budget, code_dir=self.code_dir)
+        if self.config.fast_learner:
+            settings = FastLearnerSettings(self.config.fast_learner_max_examples, seed=self.config.seed)
+            self.fast = FastCandidate(settings, session.plan.is_multilabel, self.output_dim)
+            session.filler.wait_for(self.config.fast_learner_max_examples, timeout=FIRST_FIT_WAIT_S)
+        return session
+
+    def _fit_fast_learner(self, session: Session) -> None:
+        """Fit the fast learner when enough new training examples arrived; on failure go on without it."""
+        try:
+            self.fast.fit_if_grown(session.cache, session.valid_indices, all_read=session.filler.finished)
+        except Exception:
+            logger.exception("the fast learner failed: predictions come from the network alone")
+            self.fast = None
 
     def _stop_training(self) -> None:
         """No more training: the remaining calls only predict, so free the CPU of the batch workers."""
@@ -237,12 +269,10 @@ class Trainer:
             return
         logger.info("validation NAUC %.4f passed %.2f: choosing the %r training augmentation",
                     session.best.nauc, self.config.faa_trigger_nauc, self.config.augmentation)
-        evaluate = None
-        if len(session.valid) > 0:
-            scorer = FrozenScorer(session.best.net, self.precision, session.plan.is_multilabel)
-            evaluate = ValidationEvaluator(scorer, session.valid.examples, session.valid.labels, nauc,
-                                           seed=self.config.seed, batch_size=self.config.eval_batch_size,
-                                           resample=self.config.faa_repeats > 1)
+        evaluate = None if len(session.valid) == 0 else ValidationEvaluator(
+            FrozenScorer(session.best.net, self.precision, session.plan.is_multilabel), session.valid.examples,
+            session.valid.labels, nauc, seed=self.config.seed, batch_size=self.config.eval_batch_size,
+            resample=self.config.faa_repeats > 1)
         selection = select_training_augment(augment_settings(self.config), evaluate, self._training_deadline(),
                                             now=self.budget.now)
         self.augmentation = selection
@@ -262,28 +292,51 @@ class Trainer:
         if not converted:
             raise ValueError("the test set is empty")
         self.budget.record(Kind.READ, self.budget.now() - start, units=len(converted))
-        return DeviceSet(np.stack(converted), None, self.device)
+        examples = np.stack(converted)
+        self._test_examples = examples if self.fast is not None else None
+        return DeviceSet(examples, None, self.device)
+
+    def _choose(self, session: Session) -> Optional[Choice]:
+        """The candidate to predict: the best on validation among the fast learner, the network and the blend."""
+        validated = len(session.valid) > 0  # without a validation set: candidates by presence alone
+        empty = np.empty((0, self.output_dim), np.float32)
+        fast = None if self.fast is None or not self.fast.version else self.fast.valid_scores if validated else empty
+        network = None if not session.best.version else session.best.valid_scores if validated else empty
+        return choose_prediction(session.valid.labels, fast, network, self.config.blend)
 
     def _predict(self, dataset: Any) -> np.ndarray:
         session = self.session
         if session is None:
             raise RuntimeError("test called before any successful training call")
-        best = session.best
-        if self._prediction is not None and self._prediction_version == best.version:
+        choice = self._choose(session)
+        key = (session.best.version, 0 if self.fast is None else self.fast.version, choice)
+        if self._prediction is not None and self._prediction_key == key:
             return self._prediction
         session.filler.pause()  # the platform waits on this prediction: give it the CPU
         try:
             if self._test_set is None:
                 self._test_set = self._load_test_set(dataset, session)
-            if best.nauc > 0.0:
-                self._prediction = self._test_pass(session)
-            else:  # no better than chance on validation: constant priors score exactly 0, never below
+            if choice is None or choice.nauc <= 0.0:  # no better than chance: constant priors score 0, never less
+                logger.info("predicting the class priors: no candidate beats chance on validation")
                 self._prediction = np.tile(class_priors(session.probe.label_counts, self.output_dim),
                                            (len(self._test_set), 1))
-            self._prediction_version = best.version
+            else:
+                network = self._network_scores(session) if choice.network_weight > 0.0 else None
+                fast = self.fast.test_scores(self._test_examples) if choice.network_weight < 1.0 else None
+                self._prediction = blend(network, fast, choice.network_weight)
+                logger.info("predicting from the %s", choice.describe())
+            self._prediction_key = key
         finally:
             session.filler.resume()
         return self._prediction
+
+    def _network_scores(self, session: Session) -> np.ndarray:
+        """Test scores of the best checkpoint (one test pass per checkpoint)."""
+        version, network = self._network_test_scores
+        if version != session.best.version:
+            network = self._test_pass(session)
+            self._network_test_scores = (session.best.version, network)
+        return network
 
     def _test_pass(self, session: Session) -> np.ndarray:
         """Scores of the best checkpoint on the test set, with flip TTA where it helps and fits; logs the

@@ -120,10 +120,10 @@ def test_too_little_time_repeats_the_last_prediction():
 
 def test_checkpoints_not_better_than_chance_predict_constant_priors():
     train, _ = easy_task(30)
-    trainer = Trainer(Metadata(30, 3), FAST)
+    trainer = Trainer(Metadata(30, 3), FAST.replace(fast_learner=False))
     trainer.train(train, remaining_time_budget=10.0)
     best = trainer.session.best
-    best.nauc, best.version = -0.2, best.version + 1
+    best.valid_scores, best.version = np.full_like(best.valid_scores, 1 / 3), best.version + 1  # chance level
     prediction = trainer.test(train)
     trainer.close()
     assert np.allclose(prediction, prediction[0]) and np.isclose(prediction[0].sum(), 1.0)
@@ -166,3 +166,53 @@ def test_a_machine_that_suddenly_slows_down_never_runs_past_the_budget(monkeypat
     finally:
         trainer.close()
     assert slow_steps, "the slowdown came after training ended: nothing was tested"
+
+
+def test_the_first_prediction_comes_from_the_fast_learner_before_any_network_step(caplog):
+    train, _ = easy_task(200)
+    test, solution = easy_task(60, seed=1)
+    trainer = Trainer(Metadata(200, 3), FAST)
+    try:
+        with caplog.at_level(logging.INFO):
+            trainer.train(train, remaining_time_budget=30.0)
+            prediction = trainer.test([(x, y * 0) for x, y in test], remaining_time_budget=29.0)
+        assert trainer.epochs == 0 and trainer.fast is not None and trainer.fast.version == 1
+        assert nauc(solution, prediction) > 0.8
+        assert "predicting from the fast learner" in caplog.text
+        trainer.train(train, remaining_time_budget=28.0)
+        assert trainer.epochs >= 1  # the network trains from the second call on
+    finally:
+        trainer.close()
+
+
+def test_the_fast_learner_alone_never_trains_the_network():
+    train, _ = easy_task(120)
+    trainer = Trainer(Metadata(120, 3), FAST.replace(train_network=False))
+    try:
+        calls = 0
+        while not trainer.done_training and calls < 5:
+            trainer.train(train, remaining_time_budget=30.0)
+            assert trainer.test(train).shape == (120, 3)
+            calls += 1
+        assert trainer.done_training and trainer.epochs == 0 and trainer.session.loader is None
+    finally:
+        trainer.close()
+
+
+def test_a_failing_fast_learner_leaves_the_network_to_predict(monkeypatch, caplog):
+    import autoclint.candidates as candidates_module
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("singular system")
+
+    monkeypatch.setattr(candidates_module.FastLearner, "fit", broken)
+    train, _ = easy_task(60)
+    trainer = Trainer(Metadata(60, 3), FAST)
+    try:
+        with caplog.at_level(logging.ERROR):
+            for _ in range(3):
+                trainer.train(train, remaining_time_budget=30.0)
+        assert "the fast learner failed" in caplog.text and trainer.fast is None
+        assert trainer.epochs >= 1 and trainer.test(train).shape == (60, 3)
+    finally:
+        trainer.close()

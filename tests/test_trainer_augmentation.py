@@ -15,7 +15,9 @@ from autoclint.evaluate import ValidationResult
 from autoclint.trainer import Trainer
 from tests.test_trainer import FAST, Metadata, easy_task
 
-TRIGGER_AT_ONCE = FAST.replace(faa_trigger_nauc=-1.0, faa_candidates=6, faa_min_candidates=2)
+# the network alone: with the fast learner, the first call fits it and the network starts one call later
+NETWORK_ONLY = FAST.replace(fast_learner=False)
+TRIGGER_AT_ONCE = NETWORK_ONLY.replace(faa_trigger_nauc=-1.0, faa_candidates=6, faa_min_candidates=2)
 
 
 def _batch_threads() -> set[str]:
@@ -80,7 +82,7 @@ def test_learning_rate_is_restored_without_warm_up():
 
 def test_no_trigger_below_the_threshold(selection_calls):
     train, _ = easy_task(30)
-    trainer = Trainer(Metadata(30, 3), FAST.replace(faa_trigger_nauc=1.5, warmup_epochs=50))  # unreachable
+    trainer = Trainer(Metadata(30, 3), NETWORK_ONLY.replace(faa_trigger_nauc=1.5, warmup_epochs=50))  # unreachable
     try:
         trainer.train(train, remaining_time_budget=30.0)
         trainer.train(train, remaining_time_budget=30.0)
@@ -181,7 +183,7 @@ class FailingAugment(Augment):
 
 def test_a_failing_transform_ends_the_call_and_joins_the_workers(caplog):
     train, _ = easy_task(30)
-    trainer = Trainer(Metadata(30, 3), FAST.replace(loader_workers=2, loader_queue=1))
+    trainer = Trainer(Metadata(30, 3), NETWORK_ONLY.replace(loader_workers=2, loader_queue=1))
     try:
         trainer.train(train, remaining_time_budget=30.0)
         trainer.session.install_augment(FailingAugment(0))
@@ -204,7 +206,7 @@ def test_a_failing_transform_ends_the_call_and_joins_the_workers(caplog):
 
 def test_workers_stop_when_training_is_done():
     train, _ = easy_task(30)
-    trainer = Trainer(Metadata(30, 3), FAST)
+    trainer = Trainer(Metadata(30, 3), NETWORK_ONLY)
     try:
         trainer.train(train, remaining_time_budget=30.0)
         assert _batch_threads()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -69,15 +69,18 @@ class ExampleCache:
 
 
 class CacheFiller:
-    """A daemon thread that converts examples from an iterator into a cache until it ends or is stopped."""
+    """A daemon thread that converts examples from an iterator into a cache until it ends or is stopped;
+    `on_finish` is called once the whole source was read (e.g. to report what conversion replaced)."""
 
     def __init__(
         self,
         source: Iterator[tuple[np.ndarray, np.ndarray]],
         cache: ExampleCache,
         convert: Callable[[np.ndarray], np.ndarray],
+        on_finish: Optional[Callable[[], object]] = None,
     ) -> None:
         self._source = source
+        self._on_finish = on_finish
         self._cache = cache
         self._convert = convert
         self._stop = threading.Event()
@@ -122,6 +125,8 @@ class CacheFiller:
                 read_start = now
                 with self._grew:
                     self._grew.notify_all()
+            if self._on_finish is not None and not self._stop.is_set():
+                self._on_finish()
         except BaseException as error:  # reported to the reader through `wait_for`
             logger.exception("decoding the data set into the cache failed")
             self.error = error

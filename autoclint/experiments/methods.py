@@ -23,11 +23,14 @@ FIXED_ABLATIONS: dict[str, dict[str, Any]] = {
     "autoclint": {},
     "no_pretrain": {"pretrained": False},
     "resnet34": {"arch": "resnet34"},
+    "no_fast_learner": {"fast_learner": False},
+    "fast_learner_only": {"train_network": False},
 }
 PRESET_METHODS = ("plain_finetune",)
 DEFAULT_PRESET = "autoclint"
 METHOD_SYNTAX = (
-    "autoclint, no_pretrain, tau=<x>, resnet34, aug=none|random|searched|trivialaugment, plain_finetune, "
+    "autoclint, no_pretrain, tau=<x>, resnet34, no_fast_learner, fast_learner_only, "
+    "aug=none|random|searched|trivialaugment, plain_finetune, "
     "zero, linear"
 )
 

@@ -1,0 +1,128 @@
+"""The prediction candidates and the choice between them: the fast learner, the best network checkpoint,
+and their blend (a probability average), each scored on the same validation examples.
+
+The fast learner is fitted on the training examples already in the uint8 cache, and fitted again as more
+arrive (each time on at least twice as many), so that its predictions are ready in the first seconds and
+keep up while the rest of the data is decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from autoclint.data.cache import ExampleCache
+from autoclint.early import FastLearner, FastLearnerSettings
+from autoclint.metrics import nauc
+
+logger = logging.getLogger(__name__)
+
+BLEND_WEIGHTS = (0.25, 0.5, 0.75)
+"""Network weights tried for the blend (the fast learner gets the rest)."""
+REFIT_GROWTH = 2.0
+"""The fast learner is fitted again once this many times more training examples are cached."""
+FAST_LEARNER = "fast learner"
+NETWORK = "network"
+BLEND = "blend"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What is predicted: the network's share of the probabilities (1: network alone, 0: fast learner alone)."""
+
+    source: str
+    network_weight: float
+    nauc: float
+
+    def describe(self) -> str:
+        """For the log."""
+        weight = f" (network weight {self.network_weight:.2f})" if self.source == BLEND else ""
+        return f"{self.source}{weight}, valid NAUC {self.nauc:.4f}"
+
+
+def blend(network: Optional[np.ndarray], fast: Optional[np.ndarray], network_weight: float) -> np.ndarray:
+    """The weighted average of the two probability matrices (either alone at weight 1 or 0)."""
+    if network_weight >= 1.0:
+        return network
+    if network_weight <= 0.0:
+        return fast
+    return (network_weight * network + (1.0 - network_weight) * fast).astype(np.float32)
+
+
+def choose_prediction(labels: Optional[np.ndarray], fast: Optional[np.ndarray], network: Optional[np.ndarray],
+                      allow_blend: bool) -> Optional[Choice]:
+    """The candidate with the best validation NAUC among those available; on a tie the network, then the
+    blend (they keep improving), before the fast learner. None when there is no candidate.
+
+    Without validation labels nothing can be compared: the network once it has a checkpoint, else the
+    fast learner (scores unknown: NaN)."""
+    if labels is None or len(labels) == 0:
+        if network is not None:
+            return Choice(NETWORK, 1.0, math.nan)
+        return None if fast is None else Choice(FAST_LEARNER, 0.0, math.nan)
+    candidates = []
+    if network is not None:
+        candidates.append(Choice(NETWORK, 1.0, nauc(labels, network)))
+    if network is not None and fast is not None and allow_blend:
+        candidates += [Choice(BLEND, w, nauc(labels, blend(network, fast, w))) for w in BLEND_WEIGHTS]
+    if fast is not None:
+        candidates.append(Choice(FAST_LEARNER, 0.0, nauc(labels, fast)))
+    return max(candidates, key=lambda choice: choice.nauc, default=None)
+
+
+class FastCandidate:
+    """The fast learner over the cache: fitted, refitted as data arrives, its validation and test scores."""
+
+    def __init__(self, settings: FastLearnerSettings, is_multilabel: bool, num_classes: int) -> None:
+        self.settings, self.is_multilabel, self.num_classes = settings, is_multilabel, num_classes
+        self.learner: Optional[FastLearner] = None
+        self.version = 0
+        self.fitted_on = 0
+        self.valid_scores: Optional[np.ndarray] = None
+        self._test_scores: Optional[np.ndarray] = None
+        self._test_version = -1
+
+    def complete(self, available: int) -> bool:
+        """Whether the last fit saw all the training examples it would use of `available` ones."""
+        return self.fitted_on >= min(available, self.settings.max_train_examples)
+
+    def wants_fit(self, available: int, all_read: bool) -> bool:
+        """Whether to fit again: enough new training examples arrived since the last fit, or the training set
+        is now read in full and the last fit did not see all it would use."""
+        if self.complete(available):
+            return False
+        return self.fitted_on == 0 or available >= REFIT_GROWTH * self.fitted_on or all_read
+
+    def fit_if_grown(self, cache: ExampleCache, valid_indices: np.ndarray, all_read: bool) -> bool:
+        """Fit again when `wants_fit` says so; returns whether it did."""
+        if not self.wants_fit(len(cache) - len(valid_indices), all_read):
+            return False
+        train_indices = np.setdiff1d(np.arange(len(cache)), valid_indices)
+        self.fit(cache, train_indices, cache.gather(valid_indices)[0])
+        return True
+
+    def fit(self, cache: ExampleCache, train_indices: np.ndarray, valid_examples: np.ndarray) -> None:
+        """Fit on (a seeded subsample of) the cached training examples; score the validation examples."""
+        start = time.monotonic()
+        rng = np.random.default_rng(self.settings.seed + self.version)
+        if len(train_indices) > self.settings.max_train_examples:
+            train_indices = np.sort(rng.choice(train_indices, self.settings.max_train_examples, replace=False))
+        examples, labels = cache.gather(train_indices)
+        learner = FastLearner(self.settings, self.is_multilabel, self.num_classes).fit(examples, labels)
+        self.valid_scores = learner.predict(valid_examples) if len(valid_examples) else None
+        self.learner, self.fitted_on = learner, len(train_indices)
+        self.version += 1
+        logger.info("fast learner fitted on %d examples in %.2f s (%.2f s with its validation scores)",
+                    len(train_indices), learner.fit_seconds, time.monotonic() - start)
+
+    def test_scores(self, test_examples: np.ndarray) -> np.ndarray:
+        """Scores of the latest fit on the test examples (computed once per fit)."""
+        if self._test_version != self.version:
+            self._test_scores = self.learner.predict(test_examples)
+            self._test_version = self.version
+        return self._test_scores

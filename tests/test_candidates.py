@@ -1,0 +1,92 @@
+"""The prediction candidates: the fast learner over the cache, the choice by validation NAUC, the blend."""
+
+import math
+
+import numpy as np
+
+from autoclint.candidates import BLEND, FAST_LEARNER, NETWORK, FastCandidate, blend, choose_prediction
+from autoclint.data.cache import ExampleCache
+from autoclint.early import FastLearnerSettings
+
+LABELS = np.eye(2, dtype=np.float32)[[0, 1, 0, 1, 0, 1, 0, 1]]
+
+
+def scores_with_errors(wrong):
+    """Confident scores for LABELS, with the rows in `wrong` swapped."""
+    scores = 0.9 * LABELS + 0.05
+    scores[wrong] = scores[wrong][:, ::-1]
+    return scores
+
+
+def test_the_best_candidate_on_validation_is_chosen():
+    good, poor = scores_with_errors([0]), scores_with_errors([0, 1, 2])
+    assert choose_prediction(LABELS, fast=poor, network=good, allow_blend=False).source == NETWORK
+    assert choose_prediction(LABELS, fast=good, network=poor, allow_blend=False).source == FAST_LEARNER
+    assert choose_prediction(LABELS, fast=poor, network=None, allow_blend=True).source == FAST_LEARNER
+    assert choose_prediction(LABELS, fast=None, network=None, allow_blend=True) is None
+
+
+def test_a_blend_wins_when_the_two_err_independently():
+    rng = np.random.default_rng(0)
+    labels = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 300)]
+
+    def noisy():
+        logits = 2.0 * labels + rng.normal(0.0, 1.5, labels.shape)
+        return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+    network, fast = noisy(), noisy()
+    choice = choose_prediction(labels, fast=fast, network=network, allow_blend=True)
+    alone = max(choose_prediction(labels, fast, None, True).nauc, choose_prediction(labels, None, network, True).nauc)
+    assert choice.source == BLEND and 0 < choice.network_weight < 1 and choice.nauc > alone
+    mixed = blend(network, fast, choice.network_weight)
+    assert np.allclose(mixed, choice.network_weight * network + (1 - choice.network_weight) * fast)
+    assert blend(network, None, 1.0) is network and blend(None, fast, 0.0) is fast
+
+
+def test_ties_prefer_the_network():
+    same = scores_with_errors([])
+    assert choose_prediction(LABELS, fast=same, network=same.copy(), allow_blend=True).source == NETWORK
+
+
+def test_without_validation_labels_the_network_is_preferred_once_it_exists():
+    empty = np.empty((0, 2), np.float32)
+    assert choose_prediction(empty, fast=empty, network=None, allow_blend=True).source == FAST_LEARNER
+    choice = choose_prediction(empty, fast=empty, network=empty, allow_blend=True)
+    assert choice.source == NETWORK and math.isnan(choice.nauc)
+
+
+def cache_of(count, seed=0):
+    """Grey 8x8 examples whose class is the brighter half; a cache holding them."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, count)
+    images = rng.integers(0, 60, (count, 1, 8, 8, 1)).astype(np.uint8)
+    for index, label in enumerate(labels):
+        images[index, 0, :, 4 * label : 4 * label + 4] += 150
+    cache = ExampleCache((1, 8, 8, 1), 2, capacity=count)
+    for image, label in zip(images, np.eye(2, dtype=np.float32)[labels]):
+        cache.append(image, label)
+    return cache
+
+
+def test_the_fast_learner_is_refitted_as_the_cache_grows_then_once_more_when_all_is_read():
+    cache = cache_of(400)
+    valid = np.arange(0, 400, 10)
+    candidate = FastCandidate(FastLearnerSettings(max_train_examples=300, random_features=64), False, 2)
+    assert not candidate.fit_if_grown(cache_of(0), np.empty(0, int), all_read=False)
+    assert candidate.fit_if_grown(cache, valid, all_read=False)
+    assert candidate.fitted_on == 300 and candidate.valid_scores.shape == (40, 2)
+    assert not candidate.fit_if_grown(cache, valid, all_read=True)  # it saw all it would use
+    test = cache.gather(np.arange(20))[0]
+    first = candidate.test_scores(test)
+    assert candidate.test_scores(test) is first  # computed once per fit
+    assert np.allclose(first.sum(axis=1), 1.0)
+
+
+def test_a_partial_cache_is_fitted_again_when_it_doubles_or_is_complete():
+    candidate = FastCandidate(FastLearnerSettings(max_train_examples=1000), False, 2)
+    candidate.fitted_on = 100
+    assert not candidate.wants_fit(150, all_read=False)
+    assert candidate.wants_fit(200, all_read=False)
+    assert candidate.wants_fit(150, all_read=True)
+    candidate.fitted_on = 1000
+    assert not candidate.wants_fit(5000, all_read=True)
