@@ -6,8 +6,8 @@ summarised as a RunRecord, appended to the JSONL as soon as it finishes. Runs al
 are skipped, so an interrupted sweep resumes where it stopped.
 
 Backends: a local pool of `workers` concurrent runs (default 1: on a 2-core machine concurrent runs
-compete for the CPU and distort each other's timings), or Ray (`ray.init(address=...)`, one GPU per
-run where the cluster has GPUs; the dataset folders and the repository must be on a shared filesystem).
+compete for the CPU and distort each other's timings), or Ray (ray_backend.py: one task per run, with a
+GPU or a whole node's CPUs of its own; records are appended here, by the driver, all the same).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from autoclint.experiments.methods import REPO_ROOT, Method
 from autoclint.experiments.records import (
@@ -35,6 +35,9 @@ from autoclint.experiments.records import (
     read_records,
     run_key,
 )
+
+if TYPE_CHECKING:
+    from autoclint.experiments.ray_backend import RaySettings
 
 logger = logging.getLogger(__name__)
 
@@ -215,9 +218,12 @@ def pending_specs(specs: Iterable[RunSpec], jsonl_path: Path, retry_failed: bool
 
 
 def run_grid(specs: list[RunSpec], jsonl_path: Path, *, workers: int = 1, backend: str = "local",
-             ray_address: str | None = None, retry_failed: bool = False,
+             ray_settings: RaySettings | None = None, retry_failed: bool = False,
              on_record: Callable[[RunRecord], None] | None = None) -> list[RunRecord]:
-    """Run every spec not yet recorded, appending each record to `jsonl_path` as it finishes."""
+    """Run every spec not yet recorded, appending each record to `jsonl_path` as it finishes.
+
+    `workers` sizes the local pool; with the Ray backend, the cluster's resources decide (`ray_settings`).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if workers < 1:
@@ -236,7 +242,9 @@ def run_grid(specs: list[RunSpec], jsonl_path: Path, *, workers: int = 1, backen
             on_record(record)
 
     if backend == "ray":
-        _run_with_ray(todo, commit, ray_address, record_run)
+        from autoclint.experiments.ray_backend import RaySettings, run_with_ray
+
+        run_with_ray(todo, commit, ray_settings or RaySettings(), record_run)
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(run_one, spec, commit) for spec in todo]
@@ -244,20 +252,3 @@ def run_grid(specs: list[RunSpec], jsonl_path: Path, *, workers: int = 1, backen
                 record_run(future.result())
     return finished
 
-
-def _run_with_ray(specs: list[RunSpec], commit: str | None, address: str | None,
-                  record_run: Callable[[RunRecord], None]) -> None:
-    """Run the specs as Ray tasks (one GPU each when the cluster has GPUs), recording each as it returns."""
-    try:
-        import ray
-    except ImportError as error:
-        raise RuntimeError("--backend ray needs the `ray` package, which is not installed here "
-                           "(pip install ray), or use the default local backend") from error
-    ray.init(address=address, ignore_reinit_error=True,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    remote_run = ray.remote(num_gpus=gpus)(run_one)
-    pending = [remote_run.remote(spec, commit) for spec in specs]
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        record_run(ray.get(done[0]))
