@@ -1,12 +1,15 @@
 """The Ray backend: resources per run, datasets shipped to nodes once, crashes recorded, and a real grid
 on a local 2-CPU Ray instance that matches the local backend. Ray stays out of the submission."""
 
+import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from autoclint.experiments.methods import REPO_ROOT, parse_method
@@ -157,6 +160,72 @@ def test_ray_tasks_get_a_whole_node_each_the_data_once_and_crashes_become_record
         assert Path(record.config["dataset_dir"]).is_relative_to(tmp_path / "node_cache")
     spans = sorted(record.config["span"] for record in ok)
     assert spans[0][1] <= spans[1][0]  # a whole node each: the two runs never overlapped
+
+
+SLEEPING_MODEL = """
+import pathlib, time
+class Model:
+    def __init__(self, metadata):
+        self.done_training = False
+        pathlib.Path(__file__).with_name("started").touch()
+    def train(self, dataset, remaining_time_budget=None):
+        time.sleep(300)
+    def test(self, dataset, remaining_time_budget=None):
+        return None
+"""
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids of this machine's processes whose command line contains `text`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace"):
+                found.append(int(cmdline.parent.name))
+        except OSError:  # the process ended meanwhile
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").is_file(), reason="needs /proc to look for processes")
+def test_an_interrupted_sweep_stops_the_runs_in_flight_and_their_models(tmp_path):
+    pytest.importorskip("ray", reason="ray is not installed")
+    from autoclint.autodl.writer import write_dataset
+    from autoclint.experiments.runner import run_one
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, size=(12, 6, 6, 1), dtype=np.uint8), np.arange(12) % 2
+    dataset = write_dataset(tmp_path / "data", "tiny", x, y, x[:4], y[:4], image_format="png")
+    code_dir = tmp_path / "sleeping_model"
+    code_dir.mkdir()
+    (code_dir / "model.py").write_text(SLEEPING_MODEL)
+    started = code_dir / "started"
+
+    def run(spec: RunSpec, commit):
+        """The sleeping model through the starter kit; the other run returns once that model has started."""
+        import time
+
+        if spec.method != "quick":
+            return run_one(spec, commit)
+        deadline = time.monotonic() + 120
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return RunRecord(spec.dataset, spec.method, spec.seed, spec.time_budget, "ok")
+
+    specs = [_spec(tmp_path, dataset, "quick"), dataclasses.replace(_spec(tmp_path, dataset, "sleeps"),
+                                                                    code_dir=code_dir, time_budget=300.0)]
+
+    def record_run(record: RunRecord) -> None:
+        raise OSError("disk full")  # the driver fails (or is interrupted) while a run is in flight
+
+    with pytest.raises(OSError, match="disk full"):
+        run_with_ray(specs, None, dataclasses.replace(LOCAL_RAY, cpus_per_run=1), record_run, run=run)
+    assert started.exists()
+    left_behind = _processes_mentioning(str(code_dir))
+    for pid in left_behind:  # never leave them running, even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert left_behind == []  # the starter kit and the model it ran are gone
+    assert "KeyboardInterrupt" in (tmp_path / "runs" / "sleeps" / "log.txt").read_text()
 
 
 def test_a_crashed_task_record_names_the_run():

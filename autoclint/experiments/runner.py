@@ -21,9 +21,10 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from autoclint.experiments.methods import REPO_ROOT, Method
 from autoclint.experiments.records import (
@@ -117,18 +118,33 @@ def run_environment(spec: RunSpec) -> dict[str, str]:
     return environment
 
 
+# SIGINT first: the starter kit then stops the model, which runs in a session of its own that a signal
+# to the run's group does not reach; SIGTERM and SIGKILL only if it does not end.
+STOP_SIGNALS = ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0))
+
+
 def _stop_group(process: subprocess.Popen) -> None:
-    """Stop a run and its children: SIGTERM to its process group, then SIGKILL."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    """Stop a run and its children: SIGINT to its process group, then SIGTERM, then SIGKILL."""
+    for sig, wait in STOP_SIGNALS:
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
             return
         try:
-            process.wait(timeout=5.0)
+            process.wait(timeout=wait)
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+@contextmanager
+def _sigint_unblocked() -> Iterator[None]:
+    """Let processes started here receive SIGINT: a Ray worker blocks it, and children inherit the mask."""
+    previous = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _execute(spec: RunSpec) -> tuple[int | None, bool]:
@@ -137,8 +153,9 @@ def _execute(spec: RunSpec) -> tuple[int | None, bool]:
         shutil.rmtree(spec.run_dir)
     spec.run_dir.mkdir(parents=True)
     with (spec.run_dir / "log.txt").open("w") as log:
-        process = subprocess.Popen(run_command(spec), env=run_environment(spec), stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True, cwd=spec.run_dir)
+        with _sigint_unblocked():
+            process = subprocess.Popen(run_command(spec), env=run_environment(spec), stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True, cwd=spec.run_dir)
         try:
             process.wait(timeout=spec.watchdog_s)
             return process.returncode, False
