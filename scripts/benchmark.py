@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ray_address", default=None,
                         help="a running Ray cluster: auto or ray://host:port (default: a new local instance)")
     parser.add_argument("--ray_cpus_per_run", type=int, default=None,
-                        help="CPUs each run reserves (default: a whole node's; on GPU nodes its CPUs per GPU)")
+                        help="CPUs a run reserves (default: a whole node's; on GPU nodes, its CPUs per GPU)")
     parser.add_argument("--ray_gpus_per_run", type=int, default=None,
                         help="GPUs each run reserves (default: 1 when the cluster has GPUs, else 0)")
     parser.add_argument("--ray_data", choices=DATA_MODES, default="ship",

@@ -188,8 +188,9 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").is_file(), reason="needs /proc to look for processes")
-def test_an_interrupted_sweep_stops_the_runs_in_flight_and_their_models(tmp_path):
+def test_an_interrupted_sweep_stops_the_runs_in_flight_and_their_models(tmp_path, monkeypatch):
     pytest.importorskip("ray", reason="ray is not installed")
+    monkeypatch.setenv(NODE_CACHE_ENV, str(tmp_path / "node_cache"))
     from autoclint.autodl.writer import write_dataset
     from autoclint.experiments.runner import run_one
 
@@ -238,8 +239,10 @@ def test_a_crashed_task_record_names_the_run():
 
 
 @pytest.mark.slow  # about 40 s here: four starter-kit runs on real data
-def test_a_breastmnist_grid_on_a_local_2cpu_ray_matches_the_local_backend(shared_datasets, tmp_path):
+def test_a_breastmnist_grid_on_a_local_2cpu_ray_matches_the_local_backend(shared_datasets, tmp_path,
+                                                                          monkeypatch):
     pytest.importorskip("ray", reason="ray is not installed")
+    monkeypatch.setenv(NODE_CACHE_ENV, str(tmp_path / "node_cache"))
     from autoclint.experiments.datasets import prepare_dataset
 
     dataset_dir = prepare_dataset("breastmnist", tmp_path / "cache", shared_datasets)
@@ -255,6 +258,8 @@ def test_a_breastmnist_grid_on_a_local_2cpu_ray_matches_the_local_backend(shared
         lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
         results[backend + "_fields"] = [sorted(line) for line in lines]
     assert results["ray_fields"] == results["local_fields"]
+    unpacked = sorted(path.name for path in (tmp_path / "node_cache").glob("*/*") if path.is_dir())
+    assert unpacked == ["breastmnist"]  # shipped once, unpacked once for both runs on this node
     ray_runs, local_runs = results["ray"], results["local"]
     assert [r.status for r in ray_runs.values()] == ["ok", "ok"]
     assert ray_runs["zero"].alc == 0.0 and ray_runs["zero"].n_predictions >= 1

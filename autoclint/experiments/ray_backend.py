@@ -70,7 +70,7 @@ class RunResources:
 
 @dataclass(frozen=True)
 class ShippedDataset:
-    """A converted dataset folder in the object store; the ref is nested so a task fetches it only if needed."""
+    """A converted dataset folder in the object store (the ref nested: a task fetches it only if needed)."""
 
     folder_name: str
     digest: str
@@ -120,7 +120,7 @@ def content_digest(data: bytes) -> str:
 
 
 def node_cache_dir() -> Path:
-    """Where a node keeps the datasets it unpacked: `$AUTOCLINT_RAY_DATASETS` or ~/.cache/autoclint/ray_datasets."""
+    """Where a node keeps unpacked datasets: $AUTOCLINT_RAY_DATASETS or ~/.cache/autoclint/ray_datasets."""
     configured = os.environ.get(NODE_CACHE_ENV)
     if configured:
         return Path(configured).expanduser()
