@@ -29,7 +29,7 @@ from autoclint.experiments.runner import RunSpec, make_spec, run_grid, runs_root
 
 LOCAL_RAY = RaySettings(num_cpus=2, object_store_memory=100 * 1024 * 1024)
 LISTS_IMPORTED_MODULES = """
-import importlib, sys
+import importlib, json, sys
 sys.path.insert(0, "scripts")
 import make_submission
 names = []
@@ -39,8 +39,8 @@ for path in make_submission.submission_files():
         names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
 for name in names:
     importlib.import_module(name)
-print(names)
-print(sorted(m for m in sys.modules if m == "ray" or m.startswith("ray.")))
+print(json.dumps(names))
+print(json.dumps(sorted(m for m in sys.modules if m == "ray" or m.startswith("ray."))))
 """
 
 
@@ -49,7 +49,7 @@ def test_model_and_every_packaged_module_import_without_ray():
     result = subprocess.run([sys.executable, "-c", LISTS_IMPORTED_MODULES], cwd=REPO_ROOT, env=environment,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    imported, ray_modules = (eval(line) for line in result.stdout.strip().splitlines()[-2:])
+    imported, ray_modules = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
     assert "model" in imported and "autoclint.experiments.ray_backend" in imported
     assert ray_modules == []
 
