@@ -7,6 +7,10 @@ Example (the baselines on BreastMNIST, 20 s each):
 Raw datasets are converted once into ~/.cache/autoclint/datasets (or --data_cache). Per-run outputs go
 to `<output stem>_runs/` beside the JSONL. Re-running skips runs already recorded. Default --workers 1:
 on a 2-core machine concurrent runs compete for the CPU and distort each other's timings and scores.
+
+With --backend ray each run is a Ray task on a new local Ray instance, or on a running cluster with
+--ray_address auto|ray://host:port; a run reserves one GPU where there are GPUs, else a whole node's
+CPUs (--ray_cpus_per_run to change it). See docs/ray.md.
 """
 
 import argparse
@@ -25,6 +29,7 @@ from autoclint.experiments.datasets import (  # noqa: E402
 )
 from autoclint.experiments.methods import METHOD_SYNTAX, parse_method_list  # noqa: E402
 from autoclint.experiments.records import RunRecord  # noqa: E402
+from autoclint.experiments.ray_backend import DATA_MODES, RaySettings  # noqa: E402
 from autoclint.experiments.runner import BACKENDS, make_spec, run_grid, runs_root_for  # noqa: E402
 
 
@@ -38,9 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds per cell: 0..N-1 (default 1)")
     parser.add_argument("--time_budget", type=float, default=300.0, help="seconds per run (default 300)")
     parser.add_argument("--output", type=Path, default=Path("results.jsonl"), help="JSONL file of records")
-    parser.add_argument("--workers", type=int, default=1, help="concurrent runs (default 1)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="concurrent runs of the local backend (default 1; Ray decides by resources)")
     parser.add_argument("--backend", choices=BACKENDS, default="local")
-    parser.add_argument("--ray_address", default=None, help="Ray cluster address (with --backend ray)")
+    parser.add_argument("--ray_address", default=None,
+                        help="a running Ray cluster: auto or ray://host:port (default: a new local instance)")
+    parser.add_argument("--ray_cpus_per_run", type=int, default=None,
+                        help="CPUs a run reserves (default: a whole node's; on GPU nodes, its CPUs per GPU)")
+    parser.add_argument("--ray_gpus_per_run", type=int, default=None,
+                        help="GPUs each run reserves (default: 1 when the cluster has GPUs, else 0)")
+    parser.add_argument("--ray_data", choices=DATA_MODES, default="ship",
+                        help="ship: converted datasets go to the nodes through Ray's object store (default); "
+                             "shared: the dataset folders are used where they are, on a disk every node sees")
     parser.add_argument("--data_cache", type=Path, default=None,
                         help="where converted datasets are kept (default ~/.cache/autoclint/datasets)")
     parser.add_argument("--shared_root", type=Path, default=SHARED_DATASETS,
@@ -69,6 +83,8 @@ def main(argv: list[str]) -> int:
         check_dataset_names(datasets)
         if args.seeds < 1:
             raise ValueError("--seeds must be at least 1")
+        ray_settings = RaySettings(address=args.ray_address, cpus_per_run=args.ray_cpus_per_run,
+                                   gpus_per_run=args.ray_gpus_per_run, data=args.ray_data)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -86,9 +102,9 @@ def main(argv: list[str]) -> int:
                   for method in methods for seed in range(args.seeds)]
     try:
         records = run_grid(specs, args.output, workers=args.workers, backend=args.backend,
-                           ray_address=args.ray_address, retry_failed=args.retry_failed,
+                           ray_settings=ray_settings, retry_failed=args.retry_failed,
                            on_record=print_record)
-    except RuntimeError as error:
+    except (RuntimeError, ConnectionError) as error:  # no ray, no cluster at --ray_address, no room for a run
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{len(records)} run(s) recorded in {args.output} ({len(specs) - len(records)} already there)")

@@ -1,6 +1,5 @@
 """The grid runner: one process per run, records appended as runs finish, crashes recorded, resume skips."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -79,18 +78,3 @@ def test_grid_options_are_checked(tmp_path):
     with pytest.raises(ValueError, match="workers"):
         run_grid([], tmp_path / "r.jsonl", workers=0)
 
-
-def test_ray_backend_without_ray_is_a_clear_error(tmp_path):
-    if importlib.util.find_spec("ray") is not None:
-        pytest.skip("ray is installed: the missing-package error cannot happen")
-    with pytest.raises(RuntimeError, match="needs the `ray` package"):
-        run_grid([], tmp_path / "r.jsonl", backend="ray")
-
-
-@pytest.mark.slow
-def test_ray_backend_runs_a_grid_on_a_local_ray(tiny_dataset, tmp_path):
-    pytest.importorskip("ray", reason="ray is not installed")
-    jsonl = tmp_path / "results.jsonl"
-    spec = make_spec("tiny", tiny_dataset, parse_method("zero"), 0, BUDGET, runs_root_for(jsonl))
-    records = run_grid([spec], jsonl, backend="ray")
-    assert [r.status for r in records] == ["ok"] and len(read_records(jsonl)) == 1

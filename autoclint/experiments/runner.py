@@ -6,8 +6,8 @@ summarised as a RunRecord, appended to the JSONL as soon as it finishes. Runs al
 are skipped, so an interrupted sweep resumes where it stopped.
 
 Backends: a local pool of `workers` concurrent runs (default 1: on a 2-core machine concurrent runs
-compete for the CPU and distort each other's timings), or Ray (`ray.init(address=...)`, one GPU per
-run where the cluster has GPUs; the dataset folders and the repository must be on a shared filesystem).
+compete for the CPU and distort each other's timings), or Ray (ray_backend.py: one task per run, with a
+GPU or a whole node's CPUs of its own; records are appended here, by the driver, all the same).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from autoclint.experiments.methods import REPO_ROOT, Method
 from autoclint.experiments.records import (
@@ -35,6 +36,9 @@ from autoclint.experiments.records import (
     read_records,
     run_key,
 )
+
+if TYPE_CHECKING:
+    from autoclint.experiments.ray_backend import RaySettings
 
 logger = logging.getLogger(__name__)
 
@@ -114,18 +118,33 @@ def run_environment(spec: RunSpec) -> dict[str, str]:
     return environment
 
 
+# SIGINT first: the starter kit then stops the model, which runs in a session of its own that a signal
+# to the run's group does not reach; SIGTERM and SIGKILL only if it does not end.
+STOP_SIGNALS = ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0))
+
+
 def _stop_group(process: subprocess.Popen) -> None:
-    """Stop a run and its children: SIGTERM to its process group, then SIGKILL."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    """Stop a run and its children: SIGINT to its process group, then SIGTERM, then SIGKILL."""
+    for sig, wait in STOP_SIGNALS:
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
             return
         try:
-            process.wait(timeout=5.0)
+            process.wait(timeout=wait)
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+@contextmanager
+def _sigint_unblocked() -> Iterator[None]:
+    """Let processes started here receive SIGINT: a Ray worker blocks it, and children inherit the mask."""
+    previous = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _execute(spec: RunSpec) -> tuple[int | None, bool]:
@@ -134,8 +153,9 @@ def _execute(spec: RunSpec) -> tuple[int | None, bool]:
         shutil.rmtree(spec.run_dir)
     spec.run_dir.mkdir(parents=True)
     with (spec.run_dir / "log.txt").open("w") as log:
-        process = subprocess.Popen(run_command(spec), env=run_environment(spec), stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True, cwd=spec.run_dir)
+        with _sigint_unblocked():
+            process = subprocess.Popen(run_command(spec), env=run_environment(spec), stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True, cwd=spec.run_dir)
         try:
             process.wait(timeout=spec.watchdog_s)
             return process.returncode, False
@@ -215,9 +235,12 @@ def pending_specs(specs: Iterable[RunSpec], jsonl_path: Path, retry_failed: bool
 
 
 def run_grid(specs: list[RunSpec], jsonl_path: Path, *, workers: int = 1, backend: str = "local",
-             ray_address: str | None = None, retry_failed: bool = False,
+             ray_settings: RaySettings | None = None, retry_failed: bool = False,
              on_record: Callable[[RunRecord], None] | None = None) -> list[RunRecord]:
-    """Run every spec not yet recorded, appending each record to `jsonl_path` as it finishes."""
+    """Run every spec not yet recorded, appending each record to `jsonl_path` as it finishes.
+
+    `workers` sizes the local pool; with the Ray backend, the cluster's resources decide (`ray_settings`).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if workers < 1:
@@ -236,7 +259,9 @@ def run_grid(specs: list[RunSpec], jsonl_path: Path, *, workers: int = 1, backen
             on_record(record)
 
     if backend == "ray":
-        _run_with_ray(todo, commit, ray_address, record_run)
+        from autoclint.experiments.ray_backend import RaySettings, run_with_ray
+
+        run_with_ray(todo, commit, ray_settings or RaySettings(), record_run)
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(run_one, spec, commit) for spec in todo]
@@ -244,20 +269,3 @@ def run_grid(specs: list[RunSpec], jsonl_path: Path, *, workers: int = 1, backen
                 record_run(future.result())
     return finished
 
-
-def _run_with_ray(specs: list[RunSpec], commit: str | None, address: str | None,
-                  record_run: Callable[[RunRecord], None]) -> None:
-    """Run the specs as Ray tasks (one GPU each when the cluster has GPUs), recording each as it returns."""
-    try:
-        import ray
-    except ImportError as error:
-        raise RuntimeError("--backend ray needs the `ray` package, which is not installed here "
-                           "(pip install ray), or use the default local backend") from error
-    ray.init(address=address, ignore_reinit_error=True,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    remote_run = ray.remote(num_gpus=gpus)(run_one)
-    pending = [remote_run.remote(spec, commit) for spec in specs]
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        record_run(ray.get(done[0]))
