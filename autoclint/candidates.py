@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -26,6 +26,9 @@ BLEND_WEIGHTS = (0.25, 0.5, 0.75)
 """Network weights tried for the blend (the fast learner gets the rest)."""
 REFIT_GROWTH = 2.0
 """The fast learner is fitted again once this many times more training examples are cached."""
+QUICK_RANDOM_FEATURES = 256
+"""Random features of the very first fit: a smaller ridge system, so the first prediction comes sooner;
+the next call fits the full learner."""
 FAST_LEARNER = "fast learner"
 NETWORK = "network"
 BLEND = "blend"
@@ -83,20 +86,21 @@ class FastCandidate:
         self.learner: Optional[FastLearner] = None
         self.version = 0
         self.fitted_on = 0
+        self.quick = False  # the last fit was the quick first one
         self.valid_scores: Optional[np.ndarray] = None
         self._test_scores: Optional[np.ndarray] = None
         self._test_version = -1
 
     def complete(self, available: int) -> bool:
-        """Whether the last fit saw all the training examples it would use of `available` ones."""
-        return self.fitted_on >= min(available, self.settings.max_train_examples)
+        """Whether the last fit was a full one and saw all the training examples it would use of `available`."""
+        return not self.quick and self.fitted_on >= min(available, self.settings.max_train_examples)
 
     def wants_fit(self, available: int, all_read: bool) -> bool:
         """Whether to fit again: enough new training examples arrived since the last fit, or the training set
         is now read in full and the last fit did not see all it would use."""
         if self.complete(available):
             return False
-        return self.fitted_on == 0 or available >= REFIT_GROWTH * self.fitted_on or all_read
+        return self.fitted_on == 0 or self.quick or available >= REFIT_GROWTH * self.fitted_on or all_read
 
     def fit_if_grown(self, cache: ExampleCache, valid_indices: np.ndarray, all_read: bool) -> bool:
         """Fit again when `wants_fit` says so; returns whether it did."""
@@ -113,12 +117,15 @@ class FastCandidate:
         if len(train_indices) > self.settings.max_train_examples:
             train_indices = np.sort(rng.choice(train_indices, self.settings.max_train_examples, replace=False))
         examples, labels = cache.gather(train_indices)
-        learner = FastLearner(self.settings, self.is_multilabel, self.num_classes).fit(examples, labels)
+        self.quick = self.version == 0 and self.settings.random_features > QUICK_RANDOM_FEATURES
+        settings = replace(self.settings, random_features=QUICK_RANDOM_FEATURES) if self.quick else self.settings
+        learner = FastLearner(settings, self.is_multilabel, self.num_classes).fit(examples, labels)
         self.valid_scores = learner.predict(valid_examples) if len(valid_examples) else None
         self.learner, self.fitted_on = learner, len(train_indices)
         self.version += 1
-        logger.info("fast learner fitted on %d examples in %.2f s (%.2f s with its validation scores)",
-                    len(train_indices), learner.fit_seconds, time.monotonic() - start)
+        logger.info("fast learner%s fitted on %d examples in %.2f s (%.2f s with its validation scores)",
+                    " (quick first fit)" if self.quick else "", len(train_indices), learner.fit_seconds,
+                    time.monotonic() - start)
 
     def test_scores(self, test_examples: np.ndarray) -> np.ndarray:
         """Scores of the latest fit on the test examples (computed once per fit)."""

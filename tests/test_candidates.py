@@ -90,3 +90,14 @@ def test_a_partial_cache_is_fitted_again_when_it_doubles_or_is_complete():
     assert candidate.wants_fit(150, all_read=True)
     candidate.fitted_on = 1000
     assert not candidate.wants_fit(5000, all_read=True)
+
+
+def test_the_first_fit_is_quick_and_the_next_call_fits_the_full_learner():
+    cache = cache_of(200)
+    valid = np.arange(0, 200, 10)
+    candidate = FastCandidate(FastLearnerSettings(random_features=1000), False, 2)
+    assert candidate.fit_if_grown(cache, valid, all_read=True) and candidate.quick
+    assert candidate.learner.settings.random_features < 1000
+    assert candidate.fit_if_grown(cache, valid, all_read=True) and not candidate.quick
+    assert candidate.learner.settings.random_features == 1000
+    assert not candidate.fit_if_grown(cache, valid, all_read=True)
