@@ -30,21 +30,21 @@ PROBABILITY_FLOOR = 1e-4  # mixed-in uniform mass, so that no probability is exa
 class FastLearnerSettings:
     """What the fast learner needs: its subsample bound, feature sizes, regularisation and seed."""
 
-    max_train_examples: int = 8000  # a seeded subsample above this keeps the fit near one second
+    max_train_examples: int = 6000  # a seeded subsample above this keeps the fit near one second
     thumbnail_side: int = 8  # per-channel box-averaged thumbnail of side × side
     grey_thumbnail_side: int = 16  # a finer thumbnail when there is a single channel
     histogram_bins: int = 8  # per-channel intensity histogram
     gradient_cells: int = 4  # gradient-orientation histograms on a cells × cells grid
     gradient_orientations: int = 8
     gradient_max_side: int = 64  # larger grey images are box-averaged down before their gradients
-    random_features: int = 1500  # random ReLU features on top of the standardised features (0: linear)
+    random_features: int = 1200  # random ReLU features on top of the standardised features (0: linear)
     ridge_alphas: tuple[float, ...] = (0.1, 1.0)  # relative to the mean eigenvalue of the Gram matrix
     holdout_fraction: float = 0.2  # of the subsample, to choose alpha and fit the calibration
     max_holdout: int = 2000
     min_holdout: int = 30  # below this the default calibration is used
     default_temperature_scale: float = 4.0  # softmax(scale · decision) without a held-out set
     seed: int = 0
-    blas_threads: int = 2  # BLAS threads used while fitting and predicting (shared with training)
+    blas_threads: int = 1  # more BLAS threads only help on idle cores; on shared ones they stall each other
 
     def __post_init__(self) -> None:
         if self.max_train_examples < 1:
@@ -153,8 +153,8 @@ def _chunk_features(examples: np.ndarray, settings: FastLearnerSettings) -> np.n
     """Features of one chunk of examples."""
     images = examples.mean(axis=1, dtype=np.float32) / np.float32(255.0)  # frames averaged: [N,H,W,C]
     num, channels = len(images), images.shape[3]
-    side = settings.grey_thumbnail_side if channels == 1 else settings.thumbnail_side
-    thumbnails = box_pool(images, side, side)
+    rows, cols = thumbnail_grid(images.shape[1:3], channels, settings)
+    thumbnails = box_pool(images, rows, cols)
     parts = [thumbnails.reshape(num, -1), channel_moments(images)]
     if settings.histogram_bins > 0:  # of the thumbnail's pixels: a colour distribution at a fraction of the cost
         parts.append(channel_histograms(thumbnails, settings.histogram_bins))
@@ -164,11 +164,17 @@ def _chunk_features(examples: np.ndarray, settings: FastLearnerSettings) -> np.n
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
+def thumbnail_grid(size: tuple[int, ...], channels: int, settings: FastLearnerSettings) -> tuple[int, int]:
+    """Thumbnail (rows, cols): the configured side, never more than the image has pixels."""
+    side = settings.grey_thumbnail_side if channels == 1 else settings.thumbnail_side
+    return min(side, size[0]), min(side, size[1])
+
+
 def feature_count(example_shape: tuple[int, ...], settings: FastLearnerSettings) -> int:
     """Number of raw features of an example of shape (T, H, W, C)."""
     channels = example_shape[-1]
-    side = settings.grey_thumbnail_side if channels == 1 else settings.thumbnail_side
-    count = side * side * channels + 2 * channels + settings.histogram_bins * channels
+    rows, cols = thumbnail_grid(example_shape[1:3], channels, settings)
+    count = rows * cols * channels + 2 * channels + settings.histogram_bins * channels
     if settings.gradient_cells > 0 and settings.gradient_orientations > 0:
         count += settings.gradient_cells**2 * settings.gradient_orientations
     return count
