@@ -111,7 +111,8 @@ def baseline_first_prediction(x_train: np.ndarray, y_train: np.ndarray, x_test: 
 def bench_one(name: str, arrays: dict[str, np.ndarray], settings: FastLearnerSettings,
               repeats: int = 1) -> dict[str, object]:
     """Fit and score the fast learner and the baseline's first pass on one dataset."""
-    x_train, y_train, x_test, y_test = arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
+    x_train, y_train = arrays["x_train"], arrays["y_train"]
+    x_test, y_test = arrays["x_test"], arrays["y_test"]
     multilabel = bool(((y_train > 0.5).sum(axis=1) != 1).any())
     fit_seconds = []
     for _ in range(max(1, repeats)):  # the CPU is shared: the fastest of a few fits is the least disturbed
@@ -136,7 +137,8 @@ def bench_one(name: str, arrays: dict[str, np.ndarray], settings: FastLearnerSet
 
 def print_table(rows: list[dict[str, object]]) -> None:
     """One line per dataset, fixed-width columns."""
-    header = ("dataset", "n_train", "n_test", "shape", "fit_s", "fit_s_med", "predict_s", "nauc", "logloss", "acc",
+    header = ("dataset", "n_train", "n_test", "shape", "fit_s", "fit_s_med", "predict_s", "nauc", "logloss",
+              "acc",
               "base_nauc", "base_logloss", "base_s")
     print(" ".join(f"{h:>12}" for h in header))
     for row in rows:
