@@ -152,12 +152,15 @@ def main() -> None:
     parser.add_argument("--array-cache", type=Path, default=None,
                         help="folder (outside the repository) to keep converted arrays in between runs")
     parser.add_argument("--max-train-examples", type=int, default=FastLearnerSettings.max_train_examples)
+    parser.add_argument("--random-features", type=int, default=FastLearnerSettings.random_features)
     parser.add_argument("--repeats", type=int, default=3, help="fits per dataset: fit_s is the fastest")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
-    settings = FastLearnerSettings(max_train_examples=args.max_train_examples)
+    settings = FastLearnerSettings(
+        max_train_examples=args.max_train_examples, random_features=args.random_features
+    )
     print(f"load average before: {os.getloadavg()[0]:.2f}  cpus: {os.cpu_count()}  settings: {settings}")
     rows = []
     for name in args.datasets:

@@ -1,4 +1,4 @@
-"""Fast learner: learns from uint8 caches of any layout, gives calibrated probabilities, never fails to fit."""
+"""Fast learner: learns from uint8 caches of any layout, gives calibrated probabilities, never fails."""
 
 import numpy as np
 import pytest
