@@ -41,6 +41,12 @@ class ModelConfig:
     plateau_patience: int = 10
     plateau_factor: float = 0.1
     min_lr_ratio: float = 1e-3
+    # From scratch (no ImageNet weights found, or pretrained=False) the paper's τ, warm-up and rate, chosen
+    # for pretrained weights on a GPU, learn slowly: these replace them then (see `for_weights`).
+    adapt_to_scratch: bool = True
+    scratch_tau: float = 1.0
+    scratch_warmup_epochs: int = 1
+    scratch_lr_per_64: float = 0.05
     # input plan
     max_input_area: int = 64 * 64
     max_frames: int = 8
@@ -94,7 +100,7 @@ class ModelConfig:
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"ModelConfig.augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
         positive = (
-            "tau", "lr_per_64", "max_input_area", "max_frames", "batch_size", "max_valid", "probe_size",
+            "tau", "lr_per_64", "scratch_tau", "scratch_lr_per_64", "max_input_area", "max_frames", "batch_size", "max_valid", "probe_size",
             "faa_sub_policies", "faa_candidates", "faa_top_n", "faa_repeats", "faa_max_search_s",
         )
         for name in positive:
@@ -125,6 +131,13 @@ class ModelConfig:
         if self.loader_workers < 0:
             raise ValueError(f"ModelConfig.loader_workers must be >= 0 (0: automatic), got {self.loader_workers!r}")
 
+    def for_weights(self, weights_loaded: bool) -> "ModelConfig":
+        """The configuration to train with: as it is with ImageNet weights, else with the scratch settings."""
+        if weights_loaded or not self.adapt_to_scratch:
+            return self
+        return dataclasses.replace(self, tau=self.scratch_tau, warmup_epochs=self.scratch_warmup_epochs,
+                                   lr_per_64=self.scratch_lr_per_64)
+
     def lr_for_batch(self, batch_size: int) -> float:
         """Initial learning rate for a batch size (linear scaling from a batch of 64)."""
         return self.lr_per_64 * batch_size / 64.0
@@ -152,6 +165,7 @@ PRESETS: dict[str, ModelConfig] = {
     # The baseline the method is compared with: random init, SGD 0.05 at batch 64, flip, τ = 1.
     "plain_finetune": ModelConfig(
         pretrained=False,
+        adapt_to_scratch=False,
         tau=1.0,
         lr_per_64=0.05,
         nesterov=False,

@@ -162,6 +162,11 @@ def build_session(dataset: Any, config: ModelConfig, *, num_examples: int, outpu
         total = 0
     valid, valid_indices = hold_out_validation(filler, cache, probe, plan, total, config, precision.device)
     net, weights_loaded = build_network_on(precision.device, precision, plan, config, code_dir)
+    if config.for_weights(weights_loaded) is not config:
+        config = config.for_weights(weights_loaded)
+        net.tau = config.tau
+        logger.info("no ImageNet weights: training from scratch with tau %g, %d warm-up epoch(s), lr %g per 64",
+                    config.tau, config.warmup_epochs, config.lr_per_64)
     optimizer = make_sgd(net, config.lr_for_batch(plan.batch_size), config)
     schedule = LRSchedule(optimizer, plan.steps_per_epoch, config.warmup_epochs, config.plateau_patience,
                           config.plateau_factor)
