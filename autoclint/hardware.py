@@ -22,6 +22,7 @@ MAX_AUTO_WORKERS = 4
 TUNING_STEPS = 6  # timed steps per thread count tried (after one step to settle)
 SLOWDOWN_TO_RETUNE = 1.5  # step time over the tuned reference that triggers a new trial
 RETUNE_AFTER_STEPS = 30  # steps of sustained slowdown (or speed-up) before a new trial
+ABANDON_FACTOR = 2.0  # a thread count whose step takes this many times the best median so far is dropped
 
 
 def usable_cores() -> int:
@@ -115,7 +116,9 @@ class ThreadTuner:
     """Picks the CPU thread count with the fastest training steps, and tries again when the load changes.
 
     It is told each step's duration (it reads no clock) and answers with a thread count to switch to,
-    or None. Candidates are every count from `max_threads` down to 1 (at most three: max, half, one).
+    or None. Candidates go from one thread up (at most three: one, half, max): one thread is never
+    catastrophically slow, and a count whose step takes `ABANDON_FACTOR` times the best median so far is
+    dropped at once, so a loaded machine wastes a step or two on it, not a whole trial.
     """
 
     max_threads: int
@@ -133,7 +136,7 @@ class ThreadTuner:
     @property
     def candidates(self) -> list[int]:
         """Thread counts worth trying."""
-        return sorted({self.max_threads, max(1, self.max_threads // 2), 1}, reverse=True)
+        return sorted({self.max_threads, max(1, self.max_threads // 2), 1})
 
     @property
     def tuning(self) -> bool:
@@ -169,7 +172,9 @@ class ThreadTuner:
             return None
         timings = self._timings.setdefault(self.current, [])
         timings.append(step_s)
-        if len(timings) < TUNING_STEPS:
+        finished = [float(np.median(times)) for threads, times in self._timings.items() if threads != self.current]
+        hopeless = bool(finished) and step_s > ABANDON_FACTOR * min(finished)
+        if len(timings) < TUNING_STEPS and not hopeless:
             return None
         self._trial.pop(0)
         if self._trial:

@@ -53,8 +53,12 @@ def test_tuner_keeps_all_threads_on_an_idle_machine():
 
 def test_tuner_drops_to_fewer_threads_when_a_core_is_busy_and_comes_back_when_it_frees():
     tuner = ThreadTuner(2)
-    feed(tuner, {2: 0.30, 1: 0.10}, 40)  # another process holds one core: two threads crawl
+    steps_at = []
+    for _ in range(40):  # another process holds one core: two threads crawl
+        steps_at.append(tuner.current)
+        tuner.observe({2: 3.0, 1: 0.10}[tuner.current])
     assert tuner.current == 1 and tuner.reference_s == pytest.approx(0.10)
+    assert steps_at.count(2) <= 3  # a crawling count is dropped after its first timed step
     feed(tuner, {2: 0.05, 1: 0.05}, 10)  # the other process ended: steps are fast, not yet for long
     assert tuner.current == 1 and not tuner.tuning
     feed(tuner, {2: 0.03, 1: 0.06}, 200)  # ...sustained: tuned again, back to both cores
@@ -67,4 +71,4 @@ def test_tuner_on_one_core_has_nothing_to_try():
 
 
 def test_tuner_tries_max_half_and_one_thread_on_a_big_machine():
-    assert ThreadTuner(16).candidates == [16, 8, 1]
+    assert ThreadTuner(16).candidates == [1, 8, 16]
