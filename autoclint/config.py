@@ -166,6 +166,7 @@ PRESETS: dict[str, ModelConfig] = {
     "plain_finetune": ModelConfig(
         pretrained=False,
         adapt_to_scratch=False,
+        fast_learner=False,
         tau=1.0,
         lr_per_64=0.05,
         nesterov=False,
