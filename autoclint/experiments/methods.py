@@ -25,11 +25,12 @@ FIXED_ABLATIONS: dict[str, dict[str, Any]] = {
     "resnet34": {"arch": "resnet34"},
     "no_fast_learner": {"fast_learner": False},
     "fast_learner_only": {"train_network": False},
+    "no_scratch_settings": {"adapt_to_scratch": False},
 }
 PRESET_METHODS = ("plain_finetune",)
 DEFAULT_PRESET = "autoclint"
 METHOD_SYNTAX = (
-    "autoclint, no_pretrain, tau=<x>, resnet34, no_fast_learner, fast_learner_only, "
+    "autoclint, no_pretrain, tau=<x>, resnet34, no_fast_learner, fast_learner_only, no_scratch_settings, "
     "aug=none|random|searched|trivialaugment, plain_finetune, "
     "zero, linear"
 )
