@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--amp", action="store_true",
                         help="also time the bare step under autocast (CUDA only: bf16 where supported, else "
                         "fp16 with a GradScaler; channels-last); it becomes the reference of the ratios")
+    parser.add_argument("--time_limit_s", type=float, default=0.0,
+                        help="start no new round after this many seconds of measuring (0: no limit)")
     parser.add_argument("--json", type=Path, default=None, help="write every figure to this file")
     parser.add_argument("--no_first_prediction", action="store_true", help="skip the digits first-prediction timing")
     parser.add_argument("--verbose", action="store_true")
@@ -225,7 +227,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
     bare: dict[str, list[float]] = {"bare_fp32": []} | ({"bare_amp": []} if amp_dtype is not None else {})
     trainer: dict[str, list[Throughput]] = {name: [] for name in ["none", *augments]}
     steps = plan.steps_per_epoch * args.epochs
-    for _ in range(args.rounds):
+    measuring_since = time.perf_counter()
+    for round_index in range(args.rounds):
+        if round_index and args.time_limit_s and time.perf_counter() - measuring_since > args.time_limit_s:
+            print(f"time limit: {round_index} of {args.rounds} rounds measured")
+            break
         for name, dtype in (("bare_fp32", None), ("bare_amp", amp_dtype)):
             if name in bare:
                 bare[name].append(bare_images_per_second(plan.height, plan.channels, plan.batch_size, args.classes,
@@ -240,7 +246,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                    amp_dtype=None if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
                    plan=dict(height=plan.height, width=plan.width, channels=plan.channels,
                              batch_size=plan.batch_size, steps_per_epoch=plan.steps_per_epoch),
-                   rounds=args.rounds, epochs=args.epochs, examples=args.examples)
+                   rounds=len(bare["bare_fp32"]), epochs=args.epochs, examples=args.examples)
     print_results(results)
     if not args.no_first_prediction:
         results["first_prediction_s"] = first_prediction_seconds()
