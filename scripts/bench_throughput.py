@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Training throughput of the AutoCLINT pipeline against a bare torchvision ResNet18 loop, and time to first prediction.
+"""AutoCLINT training throughput against a bare torchvision ResNet18 step, and time to first prediction.
 
 Prints, in one run: the bare train-step img/s (random tensors, fp32; with `--amp` on CUDA also
 autocast bf16, or fp16 with a GradScaler, channels-last) at the planned input shape and batch, the
@@ -59,11 +59,11 @@ def bare_amp_dtype(device: torch.device) -> Optional[torch.dtype]:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def bare_images_per_second(size: int, channels: int, batch: int, classes: int, steps: int, device: torch.device,
-                           amp_dtype: Optional[torch.dtype] = None) -> float:
+def bare_images_per_second(size: int, channels: int, batch: int, classes: int, steps: int,
+                           device: torch.device, amp_dtype: Optional[torch.dtype] = None) -> float:
     """img/s of a plain torchvision resnet18 SGD train step on random tensors.
 
-    With `amp_dtype`: under torch.autocast, channels-last, and a GradScaler for float16 (the usual AMP recipe).
+    With `amp_dtype`: under torch.autocast, channels-last, a GradScaler for float16 (the usual AMP recipe).
     """
     memory_format = torch.channels_last if amp_dtype is not None else torch.contiguous_format
     net = torchvision.models.resnet18(num_classes=classes).to(device, memory_format=memory_format)
@@ -93,7 +93,8 @@ def bare_images_per_second(size: int, channels: int, batch: int, classes: int, s
     return steps * batch / (time.perf_counter() - start)
 
 
-def synthetic_pairs(count: int, size: int, channels: int, classes: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def synthetic_pairs(count: int, size: int, channels: int,
+                    classes: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Random images in [0, 1] with one-hot labels, as the readers deliver them."""
     rng = np.random.default_rng(0)
     labels = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, count)]
@@ -109,14 +110,16 @@ class Throughput:
     data_wait_share: float
 
 
-def trainer_images_per_second(session: Session, precision: Precision, budget: Budget, epochs: int) -> Throughput:
+def trainer_images_per_second(session: Session, precision: Precision, budget: Budget,
+                              epochs: int) -> Throughput:
     """img/s of the training loop (batches from the cache through the worker threads)."""
     loader = session.start_loader()
     start = time.perf_counter()
     steps, waited = 0, 0.0
     for _ in range(epochs):
         result = train_one_epoch(session.net, session.loss_fn, session.optimizer, session.schedule, loader,
-                                 precision, steps=session.plan.steps_per_epoch, budget=budget, stop_at=math.inf)
+                                 precision, steps=session.plan.steps_per_epoch, budget=budget,
+                                 stop_at=math.inf)
         steps, waited = steps + result.steps, waited + result.data_wait_s
     precision.synchronize()
     seconds = time.perf_counter() - start
@@ -179,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3, help="alternating bare/trainer measurements")
     parser.add_argument("--epochs", type=int, default=2, help="trainer epochs per round")
     parser.add_argument("--augment", choices=[a for a in AUGMENTATIONS if a != "none"], nargs="+",
-                        default=["searched"], help="augmentations measured against the unaugmented pipeline in "
-                        "the same rounds (default: searched-like)")
+                        default=["searched"], help="augmentations measured against the unaugmented pipeline "
+                        "in the same rounds (default: searched-like)")
     parser.add_argument("--workers", type=int, default=0, help="batch worker threads (0: automatic)")
     parser.add_argument("--batch_size", type=int, default=ModelConfig.batch_size,
                         help=f"training batch (default: the configuration's {ModelConfig.batch_size})")
@@ -191,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time_limit_s", type=float, default=0.0,
                         help="start no new round after this many seconds of measuring (0: no limit)")
     parser.add_argument("--json", type=Path, default=None, help="write every figure to this file")
-    parser.add_argument("--no_first_prediction", action="store_true", help="skip the digits first-prediction timing")
+    parser.add_argument("--no_first_prediction", action="store_true",
+                        help="skip the digits first-prediction timing")
     parser.add_argument("--verbose", action="store_true")
     return parser
 
@@ -199,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> dict:
     """Measure, print, and return (and with --json write) the figures."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(name)s: %(message)s")
 
     device = pick_device()
     threads = configure_threads(0)
@@ -211,7 +216,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     if args.amp and amp_dtype is None:
         print("--amp: no CUDA, so no AMP bare step (the trainer runs float32 here; fp32 is its reference)")
     budget = Budget(config.safety_margin_s, config.duration_margin)
-    loader_settings = LoaderSettings(config.flip, workers, config.loader_queue, config.seed, precision.pin_memory)
+    loader_settings = LoaderSettings(config.flip, workers, config.loader_queue, config.seed,
+                                     precision.pin_memory)
     session = build_session(synthetic_pairs(args.examples, args.size, args.channels, args.classes), config,
                             num_examples=args.examples, output_dim=args.classes, precision=precision,
                             loader_settings=loader_settings, budget=budget)
@@ -221,7 +227,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device {device} ({device_name}), precision {precision.describe()}, {threads} CPU threads, "
           f"{workers} batch workers, pinned memory {'on' if precision.pin_memory else 'off'}, plan "
-          f"{plan.height}x{plan.width}x{plan.channels} batch {plan.batch_size}, {plan.steps_per_epoch} steps/epoch, "
+          f"{plan.height}x{plan.width}x{plan.channels} batch {plan.batch_size}, "
+          f"{plan.steps_per_epoch} steps/epoch, "
           f"augmentations: {', '.join(f'{name} {augment!r}' for name, augment in augments.items())}")
     trainer_images_per_second(session, precision, budget, 1)  # warm-up
     bare: dict[str, list[float]] = {"bare_fp32": []} | ({"bare_amp": []} if amp_dtype is not None else {})
@@ -234,15 +241,15 @@ def main(argv: Optional[list[str]] = None) -> dict:
             break
         for name, dtype in (("bare_fp32", None), ("bare_amp", amp_dtype)):
             if name in bare:
-                bare[name].append(bare_images_per_second(plan.height, plan.channels, plan.batch_size, args.classes,
-                                                         steps, device, dtype))
+                bare[name].append(bare_images_per_second(plan.height, plan.channels, plan.batch_size,
+                                                         args.classes, steps, device, dtype))
         for strategy in trainer:
             use_augment(session, augments.get(strategy))
             trainer[strategy].append(trainer_images_per_second(session, precision, budget, args.epochs))
     session.close()
     results = summarise(bare, trainer)
-    results.update(device=device.type, device_name=device_name, precision=precision.describe(), threads=threads,
-                   workers=workers, pin_memory=precision.pin_memory,
+    results.update(device=device.type, device_name=device_name, precision=precision.describe(),
+                   threads=threads, workers=workers, pin_memory=precision.pin_memory,
                    amp_dtype=None if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
                    plan=dict(height=plan.height, width=plan.width, channels=plan.channels,
                              batch_size=plan.batch_size, steps_per_epoch=plan.steps_per_epoch),
@@ -258,10 +265,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
 def summarise(bare: dict[str, list[float]], trainer: dict[str, list[Throughput]]) -> dict:
     """Every round's img/s, the best of each, the waiting shares and the ratios to the reference bare step."""
-    images = dict(bare) | {f"trainer_{name}": [t.images_per_second for t in runs] for name, runs in trainer.items()}
+    images = dict(bare) | {f"trainer_{name}": [t.images_per_second for t in runs]
+                           for name, runs in trainer.items()}
     best = {name: max(values) for name, values in images.items()}
     reference = "bare_amp" if "bare_amp" in bare else "bare_fp32"
-    ratios = {f"{name}/{reference}": best[name] / best[reference] for name in images if name.startswith("trainer_")}
+    ratios = {f"{name}/{reference}": best[name] / best[reference]
+              for name in images if name.startswith("trainer_")}
     ratios |= {f"trainer_{name}/trainer_none": best[f"trainer_{name}"] / best["trainer_none"]
                for name in trainer if name != "none"}
     if reference != "bare_fp32":
@@ -278,8 +287,10 @@ def print_results(results: dict) -> None:
     for name, values in results["images_per_second"].items():
         label = labels.get(name, f"autoclint trainer, {name.removeprefix('trainer_')}:")
         waiting = results["data_wait_share"].get(name)
-        extra = "" if waiting is None else f"; waiting for batches {100 * np.median(waiting):.1f}% of the time"
-        print(f"{label:42s} {max(values):9.1f} img/s (rounds: {', '.join(f'{v:.0f}' for v in values)}){extra}")
+        rounds = ", ".join(f"{v:.0f}" for v in values)
+        extra = "" if waiting is None else (
+            f"; waiting for batches {100 * np.median(waiting):.1f}% of the time")
+        print(f"{label:42s} {max(values):9.1f} img/s (rounds: {rounds}){extra}")
     for name, ratio in results["ratios"].items():
         print(f"ratio {name} (best of rounds): {ratio:.3f}")
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""One run that shows what autoclint does on the machine it finds: a GPU machine, or a CPU one with tiny sizes.
+"""One run that shows what autoclint does on the machine it finds: a GPU, or a CPU with tiny sizes.
 
   python scripts/device_check.py OUT_DIR       (or scripts/device_check.sh OUT_DIR)
   python scripts/device_check.py --prepare     (fills device_data/ from ../shared/datasets)
@@ -116,13 +116,17 @@ def random_cifar_like(train: int, test: int, classes: int = 10) -> dict[str, np.
 
 def downscale_image_tree(source_zip: Path, target_zip: Path, per_class: Optional[int] = None,
                          scale: int = UCMERCED_SCALE) -> int:
-    """Copy a {train,test}/<class>/<image> zip (`per_class` images of each) shrunk `scale` times; returns images."""
+    """Copy a {train,test}/<class>/<image> zip (`per_class` images of each) shrunk `scale` times.
+
+    Returns the number of images written (as JPEG; with `scale` 1 they are copied byte for byte).
+    """
     from PIL import Image
 
     count = 0
-    with zipfile.ZipFile(source_zip) as source, zipfile.ZipFile(target_zip, "w", zipfile.ZIP_STORED) as target:
+    with zipfile.ZipFile(source_zip) as source, zipfile.ZipFile(target_zip, "w") as target:
         kept: dict[tuple[str, ...], int] = {}
-        for name in sorted(n for n in source.namelist() if n.lower().endswith((".jpg", ".jpeg", ".png", ".tif"))):
+        images = [n for n in source.namelist() if n.lower().endswith((".jpg", ".jpeg", ".png", ".tif"))]
+        for name in sorted(images):
             parts = Path(name).parts
             group = parts[-3:-1]  # (split, class)
             if per_class is not None and kept.get(group, 0) >= per_class:
@@ -131,7 +135,8 @@ def downscale_image_tree(source_zip: Path, target_zip: Path, per_class: Optional
             data = source.read(name)
             if scale != 1:
                 image = Image.open(io.BytesIO(data)).convert("RGB")
-                image = image.resize((max(1, image.width // scale), max(1, image.height // scale)), Image.BILINEAR)
+                side = (max(1, image.width // scale), max(1, image.height // scale))
+                image = image.resize(side, Image.BILINEAR)
                 buffer = io.BytesIO()
                 image.save(buffer, format="JPEG", quality=90)
                 data = buffer.getvalue()
@@ -174,7 +179,10 @@ def variable_size_source(work: Path, per_class: Optional[int]) -> tuple[Path, st
 
 
 def prepare_device_data(shared: Path = SHARED_DATASETS, target: Path = DEVICE_DATA) -> dict[str, int]:
-    """Fill device_data/ (ignored by git, carried to the GPU machine) from ../shared/datasets; returns bytes."""
+    """Fill device_data/ (ignored by git, carried to the GPU machine) from ../shared/datasets.
+
+    Returns each file's size in bytes.
+    """
     target.mkdir(exist_ok=True)
     with np.load(shared / "cifar10_15k.npz", allow_pickle=False) as arrays:
         data = subset_arrays({key: arrays[key] for key in arrays.files}, *CIFAR_PREPARED)
@@ -203,7 +211,8 @@ def environment(sizes: Sizes) -> dict:
              "tensorflow": package_version("tensorflow"), "cores": usable_cores(),
              "cuda_available": torch.cuda.is_available(), "cuda": torch.version.cuda,
              "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-             "precision": precision.describe(), "pin_memory": precision.pin_memory, "batch_workers": worker_count(0),
+             "precision": precision.describe(), "pin_memory": precision.pin_memory,
+             "batch_workers": worker_count(0), "cudnn_benchmark": torch.backends.cudnn.benchmark,
              "sizes": asdict(sizes)}
     if device.type == "cuda":
         properties = torch.cuda.get_device_properties(device)
@@ -229,13 +238,13 @@ def nvidia_smi_line() -> Optional[str]:
     """GPU name, driver and memory as nvidia-smi reports them."""
     if shutil.which("nvidia-smi") is None:
         return None
-    done = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                          capture_output=True, text=True, timeout=30)
+    query = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
+    done = subprocess.run(query, capture_output=True, text=True, timeout=30)
     return done.stdout.strip() or done.stderr.strip()
 
 
 def datasets(work: Path, sizes: Sizes) -> dict:
-    """Write the two AutoDL sets with the project's writer and read them back with the TensorFlow-free reader."""
+    """Write the two AutoDL sets with the project's writer, read them back with the TensorFlow-free reader."""
     from autoclint.autodl.convert import convert_image_folder
     from autoclint.autodl.writer import write_dataset
 
@@ -243,8 +252,8 @@ def datasets(work: Path, sizes: Sizes) -> dict:
     cifar, cifar_source = load_cifar_subset(sizes.cifar_train, sizes.cifar_test)
     start = time.perf_counter()
     classes = [str(c) for c in cifar["classes"]] if "classes" in cifar else None
-    cifar_dir = write_dataset(root, "cifar10", cifar["x_train"], cifar["y_train"], cifar["x_test"], cifar["y_test"],
-                              label_names=classes, image_format="jpeg")
+    cifar_dir = write_dataset(root, "cifar10", cifar["x_train"], cifar["y_train"], cifar["x_test"],
+                              cifar["y_test"], label_names=classes, image_format="jpeg")
     cifar_write_s = time.perf_counter() - start
     tree, tree_source = variable_size_source(work, sizes.ucmerced_per_class)
     start = time.perf_counter()
@@ -281,8 +290,9 @@ def bench(out: Path, work: Path, sizes: Sizes, side: int, workers: int = 0, tag:
     command = [sys.executable, str(REPO_ROOT / "scripts" / "bench_throughput.py"), "--size", str(side),
                "--examples", str(sizes.bench_examples), "--batch_size", str(sizes.bench_batch_size),
                "--steps_per_epoch", str(sizes.bench_steps_per_epoch), "--rounds", str(sizes.bench_rounds),
-               "--epochs", str(sizes.bench_epochs), "--time_limit_s", str(sizes.bench_time_limit_s), "--workers", str(workers), "--amp", "--augment", "searched",
-               "--no_first_prediction", "--json", str(figures)]
+               "--epochs", str(sizes.bench_epochs), "--time_limit_s", str(sizes.bench_time_limit_s),
+               "--workers", str(workers), "--amp", "--augment", "searched", "--no_first_prediction",
+               "--json", str(figures)]
     run_logged(command, out / f"{name}.log", sizes.bench_timeout_s)
     return json.loads(figures.read_text())
 
@@ -293,8 +303,9 @@ def starter_kit(out: Path, work: Path, sizes: Sizes, dataset_dir: Path) -> dict:
     from autoclint.autodl.layout import find_dataset
 
     predictions, scores, peaks = work / "predictions", work / "scores", work / "peak_memory.txt"
+    python_path = os.pathsep.join(filter(None, [str(SITE_HOOKS), os.environ.get("PYTHONPATH")]))
     environment_vars = {"AUTOCLINT_CHECK_HIDE_TF": "1", "AUTOCLINT_CHECK_PEAK_FILE": str(peaks),
-                        "PYTHONPATH": os.pathsep.join(filter(None, [str(SITE_HOOKS), os.environ.get("PYTHONPATH")]))}
+                        "PYTHONPATH": python_path}
     budget = sizes.starter_kit_budget_s
     command = [sys.executable, "-m", "autoclint.harness", "--dataset_dir", str(dataset_dir),
                "--time_budget", f"{budget:g}", "--output_dir", str(predictions), "--score_dir", str(scores)]
@@ -346,9 +357,10 @@ class GpuMemoryWatch:
         import torch
 
         if torch.cuda.is_available() and shutil.which("nvidia-smi"):
-            self._process = subprocess.Popen(
-                ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0", "-lms", "500"],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            query = ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0",
+                     "-lms", "500"]
+            self._process = subprocess.Popen(query, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                             text=True)
             self._reader = threading.Thread(target=self._read, daemon=True)
             self._reader.start()
         return self
@@ -382,7 +394,8 @@ def run_logged(command: list[str], log: Path, timeout_s: float, extra_env: Optio
             done = subprocess.run(command, cwd=REPO_ROOT, stdout=handle, stderr=subprocess.STDOUT,
                                   env=environment_vars, timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            raise RuntimeError(f"{' '.join(command[:3])}... did not end within {timeout_s:.0f} s (see {log.name})")
+            raise RuntimeError(f"{' '.join(command[:3])}... did not end within {timeout_s:.0f} s "
+                               f"(see {log.name})") from None
     if check and done.returncode != 0:
         raise RuntimeError(f"exit status {done.returncode} (see {log.name}): {last_lines(log)}")
     return done.returncode
@@ -409,12 +422,13 @@ def verdicts(summary: dict) -> dict[str, str]:
     for side in BENCH_SIDES:
         figures = summary["steps"].get(f"bench_{side}", {})
         ratio = figures.get("ratios", {}).get(f"trainer_searched/{figures.get('reference')}")
-        found[f"trainer_searched_vs_bare_{side}"] = (
-            verdict(ratio, lambda r: r >= TARGETS["trainer_searched_ratio"]) if summary["cuda"] else NOT_JUDGED)
+        fast_enough = verdict(ratio, lambda r: r >= TARGETS["trainer_searched_ratio"])
+        found[f"trainer_searched_vs_bare_{side}"] = fast_enough if summary["cuda"] else NOT_JUDGED
     kit = summary["steps"].get("starter_kit", {})
-    found["first_prediction"] = verdict(kit.get("first_prediction_s"), lambda s: s <= TARGETS["first_prediction_s"])
-    overrun = None if "budget_s" not in kit else float(
-        kit["killed_at_budget"] or not kit["ingestion_success"] or kit["ingestion_duration_s"] > kit["budget_s"])
+    first = kit.get("first_prediction_s")
+    found["first_prediction"] = verdict(first, lambda s: s <= TARGETS["first_prediction_s"])
+    overrun = None if "budget_s" not in kit else float(kit["killed_at_budget"] or not kit["ingestion_success"]
+                                                       or kit["ingestion_duration_s"] > kit["budget_s"])
     found["no_budget_overrun"] = verdict(overrun, lambda o: o == 0.0)
     return found
 
@@ -423,16 +437,19 @@ def summary_lines(summary: dict) -> list[str]:
     """The summary as lines a person reads."""
     steps = summary["steps"]
     lines = [f"autoclint device check on {summary['machine']}: {summary['note']}",
-             f"total {summary['total_s']:.0f} s; steps: " + ", ".join(f"{k} {v:.0f} s" for k, v in summary["step_s"].items())]
+             f"total {summary['total_s']:.0f} s; steps: "
+             + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary["step_s"].items())]
     found = steps.get("environment", {})
     if found and "torch" in found:
         lines.append(f"python {found['python']}, torch {found['torch']}, torchvision {found['torchvision']}, "
-                     f"CUDA {found['cuda']}, cuDNN {found['cudnn']}, {found['cores']} cores, {found['precision']}, "
-                     f"{found['batch_workers']} batch workers, pinned memory {'on' if found['pin_memory'] else 'off'}")
+                     f"CUDA {found['cuda']}, cuDNN {found['cudnn']}, {found['cores']} cores, "
+                     f"{found['precision']}, {found['batch_workers']} batch workers, "
+                     f"pinned memory {'on' if found['pin_memory'] else 'off'}")
     for name, figures in steps.get("datasets", {}).items():
         if isinstance(figures, dict) and "train_records" in figures:
-            lines.append(f"dataset {name}: {figures['train_records']} train / {figures['test_records']} test, sides "
-                         f"{figures['train_sides']}, read {figures['train_read_images_per_s']:.0f} img/s "
+            lines.append(f"dataset {name}: {figures['train_records']} train / {figures['test_records']} "
+                         f"test, sides {figures['train_sides']}, "
+                         f"read {figures['train_read_images_per_s']:.0f} img/s "
                          f"(TensorFlow-free reader), from {figures['source']}")
     for name, figures in steps.items():
         if name.startswith("bench_") and "best_images_per_second" in figures:
@@ -441,14 +458,16 @@ def summary_lines(summary: dict) -> list[str]:
             lines.append(f"{name} ({figures['plan']['height']}x{figures['plan']['width']}, batch "
                          f"{figures['plan']['batch_size']}, {figures['workers']} batch workers): "
                          + ", ".join(f"{k} {v:.0f} img/s" for k, v in best.items()))
-            lines.append(f"  ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in figures["ratios"].items())
-                         + "; waiting for batches: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in waits.items()))
+            lines.append("  ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in figures["ratios"].items())
+                         + "; waiting for batches: "
+                         + ", ".join(f"{k} {100 * v:.1f}%" for k, v in waits.items()))
     kit = steps.get("starter_kit", {})
     if "alc" in kit:
         first = kit["first_prediction_s"]
-        lines.append(f"starter kit ({kit['budget_s']:g} s, {kit['reader']} reader): ALC {kit['alc']:.4f}, final NAUC "
-                     f"{kit['final_nauc']:.4f}, {kit['predictions']} predictions, first at "
-                     f"{'-' if first is None else f'{first:.2f} s'}, ingestion {kit['ingestion_duration_s']:.1f} s"
+        first_text = "-" if first is None else f"{first:.2f} s"
+        lines.append(f"starter kit ({kit['budget_s']:g} s, {kit['reader']} reader): ALC {kit['alc']:.4f}, "
+                     f"final NAUC {kit['final_nauc']:.4f}, {kit['predictions']} predictions, first at "
+                     f"{first_text}, ingestion {kit['ingestion_duration_s']:.1f} s"
                      f"{' (killed at the budget)' if kit['killed_at_budget'] else ''}, peak GPU memory "
                      f"{format_mib(kit['gpu_memory_peak_mib_torch_allocated'])} allocated / "
                      f"{format_mib(kit['gpu_memory_peak_mib_torch_reserved'])} reserved by torch, "
@@ -511,7 +530,7 @@ def run_check(out: Path, sizes: Optional[Sizes] = None, keep_work: bool = False)
 
 
 def more_workers_bench(summary: dict, out: Path, work: Path, sizes: Sizes, started: float) -> None:
-    """On CUDA, when the searched augmentation kept the GPU waiting, measure again with a worker per spare core."""
+    """On CUDA, when searched batches kept the GPU waiting, measure again with a worker per spare core."""
     if not summary["cuda"]:
         return
     cores = summary["steps"].get("environment", {}).get("cores", 1)
@@ -558,8 +577,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.out is None:
         parser.error("the output folder is required")
     args.out.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="[device_check %(asctime)s] %(message)s", datefmt="%H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout), logging.FileHandler(args.out / "device_check.log")])
+    handlers = [logging.StreamHandler(sys.stdout), logging.FileHandler(args.out / "device_check.log")]
+    logging.basicConfig(level=logging.INFO, format="[device_check %(asctime)s] %(message)s",
+                        datefmt="%H:%M:%S", handlers=handlers)
     summary = run_check(args.out, keep_work=args.keep_work)
     return 1 if summary["failures"] else 0
 

@@ -119,8 +119,8 @@ def test_an_epoch_reports_the_time_spent_waiting_for_batches(monkeypatch):
     monkeypatch.setattr(loop_module, "train_step", step_taking_a_second)
     net, loss_fn, optimizer, schedule = tiny_parts()
     result = train_one_epoch(net, loss_fn, optimizer, schedule, SlowBatches(clock, 0.25),
-                             Precision(torch.device("cpu")), steps=4, budget=Budget(0.0, 1.0), stop_at=math.inf,
-                             clock=clock)
+                             Precision(torch.device("cpu")), steps=4, budget=Budget(0.0, 1.0),
+                             stop_at=math.inf, clock=clock)
     assert result.data_wait_s == pytest.approx(1.0)  # 4 batches waited 0.25 s each
     assert result.seconds == pytest.approx(5.0) and result.data_wait_share == pytest.approx(0.2)
 
@@ -129,6 +129,7 @@ def test_batches_that_are_ready_cost_no_waiting_time(monkeypatch):
     clock = SteppingClock()
     monkeypatch.setattr(loop_module, "train_step", lambda *args: torch.zeros(()))
     net, loss_fn, optimizer, schedule = tiny_parts()
-    result = train_one_epoch(net, loss_fn, optimizer, schedule, FixedBatches(), Precision(torch.device("cpu")),
-                             steps=3, budget=Budget(0.0, 1.0), stop_at=math.inf, clock=clock)
+    result = train_one_epoch(net, loss_fn, optimizer, schedule, FixedBatches(),
+                             Precision(torch.device("cpu")), steps=3, budget=Budget(0.0, 1.0),
+                             stop_at=math.inf, clock=clock)
     assert result.steps == 3 and result.data_wait_s == 0.0 and result.data_wait_share == 0.0

@@ -20,7 +20,8 @@ def _append_peak_memory(path: str) -> None:
     if torch is None or not torch.cuda.is_initialized():
         return
     with open(path, "a") as handle:
-        handle.write(f"{os.getpid()} {torch.cuda.max_memory_allocated()} {torch.cuda.max_memory_reserved()}\n")
+        allocated, reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
+        handle.write(f"{os.getpid()} {allocated} {reserved}\n")
 
 
 if os.environ.get("AUTOCLINT_CHECK_PEAK_FILE"):
@@ -28,13 +29,14 @@ if os.environ.get("AUTOCLINT_CHECK_PEAK_FILE"):
 
 
 def _run_the_shadowed_sitecustomize() -> None:
-    """Run the sitecustomize this one hides (if the environment has one), so the environment works as usual."""
+    """Run the sitecustomize this one hides (if the environment has one), so that it works as usual."""
     here = os.path.dirname(os.path.abspath(__file__))
     for entry in sys.path:
         candidate = os.path.join(entry or os.getcwd(), "sitecustomize.py")
         if os.path.abspath(entry or os.getcwd()) != here and os.path.isfile(candidate):
             with open(candidate) as handle:
-                exec(compile(handle.read(), candidate, "exec"), {"__name__": "sitecustomize", "__file__": candidate})
+                code = compile(handle.read(), candidate, "exec")
+            exec(code, {"__name__": "sitecustomize", "__file__": candidate})
             return
 
 
