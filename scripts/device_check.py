@@ -81,6 +81,7 @@ CPU_SIZES = Sizes(cifar_train=600, cifar_test=200, ucmerced_per_class=4, bench_e
                   bench_time_limit_s=0.0, bench_timeout_s=90.0, starter_kit_budget_s=20.0, total_s=120.0)
 BENCH_SIDES = (32, 64)
 WAIT_SHARE_FOR_MORE_WORKERS = 0.05  # on CUDA, a searched run waiting longer than this is re-measured
+EXTRA_BENCH_SETUP_S = 20.0  # start-up, data and warm-up of a benchmark run, besides its rounds
 
 
 # ----------------------------------------------------------------------------- data sources
@@ -283,13 +284,15 @@ def read_back(dataset_dir: Path) -> dict:
     return found
 
 
-def bench(out: Path, work: Path, sizes: Sizes, side: int, workers: int = 0, tag: str = "") -> dict:
+def bench(out: Path, work: Path, sizes: Sizes, side: int, workers: int = 0, tag: str = "",
+          rounds: Optional[int] = None) -> dict:
     """scripts/bench_throughput.py at one image side; its log goes to OUT, its figures into the summary."""
     name = f"bench_{side}{tag}"
     figures = work / f"{name}.json"
     command = [sys.executable, str(REPO_ROOT / "scripts" / "bench_throughput.py"), "--size", str(side),
                "--examples", str(sizes.bench_examples), "--batch_size", str(sizes.bench_batch_size),
-               "--steps_per_epoch", str(sizes.bench_steps_per_epoch), "--rounds", str(sizes.bench_rounds),
+               "--steps_per_epoch", str(sizes.bench_steps_per_epoch),
+               "--rounds", str(rounds or sizes.bench_rounds),
                "--epochs", str(sizes.bench_epochs), "--time_limit_s", str(sizes.bench_time_limit_s),
                "--workers", str(workers), "--amp", "--augment", "searched", "--no_first_prediction",
                "--json", str(figures)]
@@ -495,63 +498,71 @@ def run_check(out: Path, sizes: Optional[Sizes] = None, keep_work: bool = False)
     sizes = sizes or (GPU_SIZES if cuda else CPU_SIZES)
     started = time.monotonic()
     summary: dict = {"cuda": cuda, "note": "CUDA run" if cuda else CPU_NOTE, "machine": platform.node(),
-                     "steps": {}, "step_s": {}, "failures": {}}
+                     "complete": False, "steps": {}, "step_s": {}, "failures": {}}
     if not cuda:
         logger.info(CPU_NOTE)
     work = Path(tempfile.mkdtemp(prefix="autoclint-device-check-"))
-
-    def step(name: str, action: Callable[[], dict]) -> dict:
-        logger.info("step %s", name)
-        begin = time.monotonic()
-        try:
-            summary["steps"][name] = action()
-        except Exception as error:  # noqa: BLE001 - one broken step must not hide the others' figures
-            logger.exception("step %s failed", name)
-            summary["failures"][name] = f"{type(error).__name__}: {error}"
-        summary["step_s"][name] = time.monotonic() - begin
-        return summary["steps"].get(name, {})
-
     try:
-        step("environment", lambda: environment(sizes))
-        written = step("datasets", lambda: datasets(work, sizes))
+        run_step(summary, out, "environment", lambda: environment(sizes))
+        written = run_step(summary, out, "datasets", lambda: datasets(work, sizes))
         for side in BENCH_SIDES:
-            step(f"bench_{side}", lambda side=side: bench(out, work, sizes, side))
+            run_step(summary, out, f"bench_{side}", lambda side=side: bench(out, work, sizes, side))
         if "cifar10" in written:
-            step("starter_kit", lambda: starter_kit(out, work, sizes, Path(written["cifar10"]["dir"])))
-        more_workers_bench(summary, out, work, sizes, started)
+            dataset_dir = Path(written["cifar10"]["dir"])
+            run_step(summary, out, "starter_kit", lambda: starter_kit(out, work, sizes, dataset_dir))
+        side = side_for_more_workers(summary, time.monotonic() - started, sizes)
+        if side is not None:
+            workers = max(1, summary["steps"]["environment"]["cores"] - 1)
+            tag = f"_workers{workers}"
+            run_step(summary, out, f"bench_{side}{tag}",
+                     lambda: bench(out, work, sizes, side, workers, tag, rounds=1))
     finally:
         if not keep_work:
             shutil.rmtree(work, ignore_errors=True)
     summary["machine"] = summary["steps"].get("environment", {}).get("device_name", summary["machine"])
     summary["total_s"] = time.monotonic() - started
     summary["targets"] = verdicts(summary)
+    summary["complete"] = True
     write_summary(out, summary)
     return summary
 
 
-def more_workers_bench(summary: dict, out: Path, work: Path, sizes: Sizes, started: float) -> None:
-    """On CUDA, when searched batches kept the GPU waiting, measure again with a worker per spare core."""
-    if not summary["cuda"]:
-        return
-    cores = summary["steps"].get("environment", {}).get("cores", 1)
+def run_step(summary: dict, out: Path, name: str, action: Callable[[], dict]) -> dict:
+    """Run one step into the summary (its figures, or its failure, and its seconds); returns its figures."""
+    logger.info("step %s", name)
+    begin = time.monotonic()
+    try:
+        summary["steps"][name] = action()
+    except Exception as error:  # noqa: BLE001 - one broken step must not hide the others' figures
+        logger.exception("step %s failed", name)
+        summary["failures"][name] = f"{type(error).__name__}: {error}"
+    summary["step_s"][name] = time.monotonic() - begin
+    write_partial_summary(out, summary)
+    return summary["steps"].get(name, {})
+
+
+def side_for_more_workers(summary: dict, elapsed_s: float, sizes: Sizes) -> Optional[int]:
+    """On CUDA, the image side whose searched batches kept the GPU waiting most, to measure again (one
+    round) with a worker per spare core; None when none waited long, or when it would not end in time.
+    """
+    if not summary["cuda"] or "environment" not in summary["steps"]:
+        return None
     waits = {side: float(np.median(summary["steps"][f"bench_{side}"]["data_wait_share"]["trainer_searched"]))
              for side in BENCH_SIDES if f"bench_{side}" in summary["steps"]}
     if not waits or max(waits.values()) <= WAIT_SHARE_FOR_MORE_WORKERS:
-        return
+        return None
     side = max(waits, key=waits.get)
-    previous = summary["step_s"].get(f"bench_{side}", sizes.bench_timeout_s)
-    if time.monotonic() - started + previous * 1.5 > sizes.total_s:
-        logger.info("no time left to measure %d px with more batch workers", side)
-        return
-    workers = max(1, cores - 1)
-    name = f"bench_{side}_workers{workers}"
-    logger.info("step %s (the GPU waited %.0f%% of the time for searched batches)", name, 100 * waits[side])
-    begin = time.monotonic()
-    try:
-        summary["steps"][name] = bench(out, work, sizes, side, workers=workers, tag=f"_workers{workers}")
-    except Exception as error:  # noqa: BLE001
-        summary["failures"][name] = f"{type(error).__name__}: {error}"
-    summary["step_s"][name] = time.monotonic() - begin
+    one_round_s = summary["step_s"][f"bench_{side}"] / max(1, summary["steps"][f"bench_{side}"]["rounds"])
+    if elapsed_s + 2 * one_round_s + EXTRA_BENCH_SETUP_S > sizes.total_s:
+        logger.info("no time left to measure %d px again with more batch workers", side)
+        return None
+    logger.info("the GPU waited %.0f%% of the time for searched %d px batches", 100 * waits[side], side)
+    return side
+
+
+def write_partial_summary(out: Path, summary: dict) -> None:
+    """summary.json as it stands ("complete": false): a run stopped from outside still tells something."""
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
 
 
 def write_summary(out: Path, summary: dict) -> None:

@@ -107,6 +107,63 @@ def test_a_cpu_run_does_not_judge_throughput_and_a_missing_step_is_not_measured(
     assert set(nothing.values()) == {"not measured"}
 
 
+def waiting_summary(cuda: bool, wait_32: float, wait_64: float) -> dict:
+    steps = {"environment": {"cores": 16}}
+    for side, wait in ((32, wait_32), (64, wait_64)):
+        steps[f"bench_{side}"] = {"rounds": 3, "data_wait_share": {"trainer_searched": [wait, wait, wait]}}
+    return {"cuda": cuda, "steps": steps, "step_s": {"bench_32": 45.0, "bench_64": 60.0}}
+
+
+def test_the_side_whose_batches_kept_the_gpu_waiting_most_is_measured_again(check):
+    assert check.side_for_more_workers(waiting_summary(True, 0.10, 0.30), 290.0, check.GPU_SIZES) == 64
+    assert check.side_for_more_workers(waiting_summary(True, 0.20, 0.01), 200.0, check.GPU_SIZES) == 32
+
+
+def test_no_second_measurement_when_batches_kept_up_time_is_short_or_there_is_no_gpu(check):
+    assert check.side_for_more_workers(waiting_summary(True, 0.02, 0.04), 200.0, check.GPU_SIZES) is None
+    # one round of the 64 px run took 20 s: 20 s set-up + 2 x 20 s from 310 s would end past 360 s
+    assert check.side_for_more_workers(waiting_summary(True, 0.10, 0.30), 310.0, check.GPU_SIZES) is None
+    assert check.side_for_more_workers(waiting_summary(False, 0.10, 0.30), 10.0, check.CPU_SIZES) is None
+
+
+def gpu_shaped_summary() -> dict:
+    """What a CUDA run's summary holds (the shape scripts/bench_throughput.py and the steps give)."""
+    bench = {"images_per_second": {"bare_fp32": [9000.0], "bare_amp": [12000.0], "trainer_none": [11500.0],
+                                   "trainer_searched": [7000.0]},
+             "best_images_per_second": {"bare_fp32": 9000.0, "bare_amp": 12000.0, "trainer_none": 11500.0,
+                                        "trainer_searched": 7000.0},
+             "reference": "bare_amp",
+             "ratios": {"trainer_none/bare_amp": 0.958, "trainer_searched/bare_amp": 0.583},
+             "data_wait_share": {"trainer_none": [0.01], "trainer_searched": [0.35]},
+             "workers": 4, "rounds": 1,
+             "plan": {"height": 32, "width": 32, "channels": 3, "batch_size": 64, "steps_per_epoch": 30}}
+    kit = {"budget_s": 120.0, "reader": "TensorFlow-free", "alc": 0.61, "final_nauc": 0.8, "predictions": 9,
+           "first_prediction_s": 2.5, "ingestion_duration_s": 100.0, "killed_at_budget": False,
+           "ingestion_success": True, "gpu_memory_peak_mib_torch_allocated": 1500.0,
+           "gpu_memory_peak_mib_torch_reserved": 2048.0, "gpu_memory_peak_mib_nvidia_smi": 2600.0,
+           "machine": "NVIDIA H100 80GB HBM3: cuda, bfloat16, channels-last, 16 intra-op threads"}
+    environment = {"python": "3.12.3", "torch": "2.11.0", "torchvision": "0.26.0", "cuda": "13.0",
+                   "cudnn": 91000, "cores": 16, "precision": "cuda, bfloat16, channels-last",
+                   "batch_workers": 4, "pin_memory": True}
+    return {"cuda": True, "note": "CUDA run", "machine": "NVIDIA H100 80GB HBM3", "total_s": 330.0,
+            "step_s": {"bench_32": 40.0}, "failures": {"bench_64": "RuntimeError: out of time"},
+            "steps": {"environment": environment, "bench_32": bench, "bench_32_workers15": bench,
+                      "starter_kit": kit}}
+
+
+def test_a_gpu_run_is_summed_up_in_lines_with_its_verdicts(check):
+    summary = gpu_shaped_summary()
+    summary["targets"] = check.verdicts(summary)
+    assert summary["targets"] == {"trainer_searched_vs_bare_32": "MISSED",
+                                  "trainer_searched_vs_bare_64": "not measured",
+                                  "first_prediction": "met", "no_budget_overrun": "met"}
+    text = "\n".join(check.summary_lines(summary))
+    assert "bare_amp 12000 img/s" in text and "trainer_searched/bare_amp 0.583" in text
+    assert "trainer_searched 35.0%" in text and "bench_32_workers15" in text
+    assert "1500 MiB allocated / 2048 MiB reserved by torch, 2600 MiB by nvidia-smi" in text
+    assert "FAILED bench_64: RuntimeError: out of time" in text
+
+
 def test_peak_memory_is_the_largest_any_process_recorded(check, tmp_path):
     peaks = tmp_path / "peaks.txt"
     peaks.write_text(f"11 {2**20} {3 * 2**20}\n12 {5 * 2**20} {4 * 2**20}\n")
@@ -132,8 +189,8 @@ def test_the_hooks_hide_tensorflow_so_the_reader_is_chosen_as_on_a_machine_witho
 def test_the_hooks_still_run_the_sitecustomize_of_the_environment(tmp_path):
     (tmp_path / "sitecustomize.py").write_text("import builtins\nbuiltins.ENVIRONMENT_HOOK_RAN = True\n")
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SITE_HOOKS), str(tmp_path)]))
-    done = subprocess.run([sys.executable, "-c", "print(ENVIRONMENT_HOOK_RAN)"], capture_output=True, text=True,
-                          env=environment, timeout=60)
+    done = subprocess.run([sys.executable, "-c", "print(ENVIRONMENT_HOOK_RAN)"], capture_output=True,
+                          text=True, env=environment, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
 
 
@@ -154,7 +211,8 @@ def test_the_check_runs_every_step_on_a_cpu_and_writes_its_summary(tmp_path):
     assert "no CUDA: CPU run with tiny sizes" in done.stdout
     assert "img/s" in done.stdout and "ratio" in done.stdout
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["cuda"] is False and summary["failures"] == {} and summary["total_s"] < 170
+    assert summary["cuda"] is False and summary["complete"] and summary["failures"] == {}
+    assert summary["total_s"] < 170
     steps = summary["steps"]
     assert steps["environment"]["torch"] and steps["environment"]["batch_workers"] >= 1
     assert steps["datasets"]["cifar10"]["train_records"] == 600
