@@ -81,7 +81,7 @@ def bare_images_per_second(size: int, channels: int, batch: int, classes: int, s
         scaler.step(optimizer)
         scaler.update()
 
-    for _ in range(3):
+    for _ in range(min(3, steps)):  # warm-up
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()

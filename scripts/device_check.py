@@ -77,7 +77,7 @@ GPU_SIZES = Sizes(cifar_train=5000, cifar_test=1000, ucmerced_per_class=None, be
                   bench_batch_size=64, bench_steps_per_epoch=0, bench_rounds=3, bench_epochs=10,
                   bench_time_limit_s=45.0, bench_timeout_s=150.0, starter_kit_budget_s=120.0, total_s=360.0)
 CPU_SIZES = Sizes(cifar_train=600, cifar_test=200, ucmerced_per_class=4, bench_examples=64,
-                  bench_batch_size=16, bench_steps_per_epoch=2, bench_rounds=1, bench_epochs=1,
+                  bench_batch_size=8, bench_steps_per_epoch=2, bench_rounds=1, bench_epochs=1,
                   bench_time_limit_s=0.0, bench_timeout_s=90.0, starter_kit_budget_s=20.0, total_s=120.0)
 BENCH_SIDES = (32, 64)
 WAIT_SHARE_FOR_MORE_WORKERS = 0.05  # on CUDA, a searched run waiting longer than this is re-measured
