@@ -2,7 +2,8 @@
 
 An epoch is a fixed number of steps; it ends early when the next step would not finish before
 `stop_at`. Every step is timed completely (the device is synchronised) and recorded in the budget,
-whose step estimate is what that check uses.
+whose step estimate is what that check uses. The time spent waiting for the next batch is summed, so that
+a slow batch pipeline shows as a share of the epoch.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ class EpochResult:
     steps: int
     mean_loss: float
     seconds: float
+    data_wait_s: float = 0.0  # inside batches.next_batch(): the device waiting for the CPU's batches
+
+    @property
+    def data_wait_share(self) -> float:
+        """Share of the epoch's time spent waiting for batches (0 for an empty epoch)."""
+        return self.data_wait_s / self.seconds if self.seconds > 0 else 0.0
 
 
 def train_step(
@@ -82,13 +89,14 @@ def train_one_epoch(
     The first step of a run also builds kernels and buffers: it is not recorded as a step duration.
     """
     net.train()
-    total, done = torch.zeros((), device=precision.device), 0
+    total, done, data_wait = torch.zeros((), device=precision.device), 0, 0.0
     epoch_start = clock()
     for _ in range(steps):
         step_start = clock()
         if done and step_start + step_estimate(budget) >= stop_at:
             break
         examples, labels = batches.next_batch()
+        data_wait += clock() - step_start
         total += train_step(net, loss_fn, optimizer, schedule, examples, labels, precision)
         precision.synchronize()
         seconds = clock() - step_start
@@ -99,4 +107,4 @@ def train_one_epoch(
         done += 1
     mean_loss = float(total) / max(1, done)
     schedule.end_epoch(mean_loss)
-    return EpochResult(done, mean_loss, clock() - epoch_start)
+    return EpochResult(done, mean_loss, clock() - epoch_start, data_wait)

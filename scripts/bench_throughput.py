@@ -1,22 +1,28 @@
 #!/usr/bin/env python
-"""Training throughput of the AutoCLINT pipeline against a bare torchvision ResNet18 loop, and time to first prediction.
+"""AutoCLINT training throughput against a bare torchvision ResNet18 step, and time to first prediction.
 
-Prints, in one run: the bare train-step img/s (random tensors, fp32) at the planned input shape and
-batch, the trainer's steady-state img/s on an in-memory data set of that shape (cache -> worker
-threads -> network) without augmentation and with each `--augment` strategy in the batch workers
-(`searched`: a searched-like policy, the sub-policies of 5 random candidates of 3 from the archive),
-all measured in turn within each round, their ratios to the bare step (target >= 0.9), and the
-seconds from Model() to the first prediction on scikit-learn's digits (1797 8×8 images; target <= 15 s).
+Prints, in one run: the bare train-step img/s (random tensors, fp32; with `--amp` on CUDA also
+autocast bf16, or fp16 with a GradScaler, channels-last) at the planned input shape and batch, the
+trainer's steady-state img/s on an in-memory data set of that shape (cache -> worker threads ->
+network) without augmentation and with each `--augment` strategy in the batch workers (`searched`: a
+searched-like policy, the sub-policies of 5 random candidates of 3 from the archive), all measured in
+turn within each round, with the share of the trainer's time spent waiting for batches, their ratios to
+the bare step (the AMP one when measured; target >= 0.9), and the seconds from Model() to the first
+prediction on scikit-learn's digits (1797 8×8 images; target <= 15 s). `--json` writes it all to a file.
+On a CPU `--amp` is skipped: the trainer runs float32 there, so the fp32 step is its reference.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -46,20 +52,36 @@ class Metadata:
         return self._classes
 
 
-def bare_images_per_second(size: int, channels: int, batch: int, classes: int, steps: int, device: torch.device) -> float:
-    """img/s of a plain torchvision resnet18 SGD train step on random tensors."""
-    net = torchvision.models.resnet18(num_classes=classes).to(device)
+def bare_amp_dtype(device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype of the bare AMP step: bfloat16 where the GPU has it, else float16; None on a CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def bare_images_per_second(size: int, channels: int, batch: int, classes: int, steps: int,
+                           device: torch.device, amp_dtype: Optional[torch.dtype] = None) -> float:
+    """img/s of a plain torchvision resnet18 SGD train step on random tensors.
+
+    With `amp_dtype`: under torch.autocast, channels-last, a GradScaler for float16 (the usual AMP recipe).
+    """
+    memory_format = torch.channels_last if amp_dtype is not None else torch.contiguous_format
+    net = torchvision.models.resnet18(num_classes=classes).to(device, memory_format=memory_format)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    x = torch.rand(batch, 3, size, size, device=device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    x = torch.rand(batch, 3, size, size, device=device).contiguous(memory_format=memory_format)
     y = torch.randint(0, classes, (batch,), device=device)
 
     def step() -> None:
-        loss = torch.nn.functional.cross_entropy(net(x), y)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = net(x)
+        loss = torch.nn.functional.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
-    for _ in range(3):
+    for _ in range(min(3, steps)):  # warm-up
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -71,7 +93,8 @@ def bare_images_per_second(size: int, channels: int, batch: int, classes: int, s
     return steps * batch / (time.perf_counter() - start)
 
 
-def synthetic_pairs(count: int, size: int, channels: int, classes: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def synthetic_pairs(count: int, size: int, channels: int,
+                    classes: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Random images in [0, 1] with one-hot labels, as the readers deliver them."""
     rng = np.random.default_rng(0)
     labels = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, count)]
@@ -79,17 +102,28 @@ def synthetic_pairs(count: int, size: int, channels: int, classes: int) -> list[
     return list(zip(images, labels))
 
 
-def trainer_images_per_second(session: Session, precision: Precision, budget: Budget, epochs: int) -> float:
+@dataclass
+class Throughput:
+    """The trainer's speed over some epochs and the share of that time it waited for batches."""
+
+    images_per_second: float
+    data_wait_share: float
+
+
+def trainer_images_per_second(session: Session, precision: Precision, budget: Budget,
+                              epochs: int) -> Throughput:
     """img/s of the training loop (batches from the cache through the worker threads)."""
     loader = session.start_loader()
     start = time.perf_counter()
-    steps = 0
+    steps, waited = 0, 0.0
     for _ in range(epochs):
-        steps += train_one_epoch(session.net, session.loss_fn, session.optimizer, session.schedule, loader,
+        result = train_one_epoch(session.net, session.loss_fn, session.optimizer, session.schedule, loader,
                                  precision, steps=session.plan.steps_per_epoch, budget=budget,
-                                 stop_at=math.inf).steps
+                                 stop_at=math.inf)
+        steps, waited = steps + result.steps, waited + result.data_wait_s
     precision.synchronize()
-    return steps * session.plan.batch_size / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return Throughput(steps * session.plan.batch_size / seconds, waited / seconds)
 
 
 def searched_like_augment(seed: int = 0, candidates: int = 5, per_candidate: int = 3) -> Augment:
@@ -138,7 +172,8 @@ def first_prediction_seconds() -> float:
     return seconds
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=32, help="image side (a size the plan keeps as is)")
     parser.add_argument("--channels", type=int, default=3)
@@ -147,58 +182,117 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating bare/trainer measurements")
     parser.add_argument("--epochs", type=int, default=2, help="trainer epochs per round")
     parser.add_argument("--augment", choices=[a for a in AUGMENTATIONS if a != "none"], nargs="+",
-                        default=["searched"], help="augmentations measured against the unaugmented pipeline in "
-                        "the same rounds (default: searched-like)")
+                        default=["searched"], help="augmentations measured against the unaugmented pipeline "
+                        "in the same rounds (default: searched-like)")
     parser.add_argument("--workers", type=int, default=0, help="batch worker threads (0: automatic)")
-    parser.add_argument("--no_first_prediction", action="store_true", help="skip the digits first-prediction timing")
+    parser.add_argument("--batch_size", type=int, default=ModelConfig.batch_size,
+                        help=f"training batch (default: the configuration's {ModelConfig.batch_size})")
+    parser.add_argument("--steps_per_epoch", type=int, default=0, help="steps per epoch (0: planned)")
+    parser.add_argument("--amp", action="store_true",
+                        help="also time the bare step under autocast (CUDA only: bf16 where supported, else "
+                        "fp16 with a GradScaler; channels-last); it becomes the reference of the ratios")
+    parser.add_argument("--time_limit_s", type=float, default=0.0,
+                        help="start no new round after this many seconds of measuring (0: no limit)")
+    parser.add_argument("--json", type=Path, default=None, help="write every figure to this file")
+    parser.add_argument("--no_first_prediction", action="store_true",
+                        help="skip the digits first-prediction timing")
     parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    """Measure, print, and return (and with --json write) the figures."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(name)s: %(message)s")
 
     device = pick_device()
     threads = configure_threads(0)
-    config = ModelConfig(pretrained=False, loader_workers=args.workers)
+    config = ModelConfig(pretrained=False, loader_workers=args.workers, batch_size=args.batch_size,
+                         steps_per_epoch=args.steps_per_epoch)
     precision = Precision.for_device(device)
     workers = worker_count(config.loader_workers)
+    amp_dtype = bare_amp_dtype(device) if args.amp else None
+    if args.amp and amp_dtype is None:
+        print("--amp: no CUDA, so no AMP bare step (the trainer runs float32 here; fp32 is its reference)")
     budget = Budget(config.safety_margin_s, config.duration_margin)
-    loader_settings = LoaderSettings(config.flip, workers, config.loader_queue, config.seed, precision.pin_memory)
+    loader_settings = LoaderSettings(config.flip, workers, config.loader_queue, config.seed,
+                                     precision.pin_memory)
     session = build_session(synthetic_pairs(args.examples, args.size, args.channels, args.classes), config,
                             num_examples=args.examples, output_dim=args.classes, precision=precision,
                             loader_settings=loader_settings, budget=budget)
     session.filler.wait_for(args.examples)
     plan = session.plan
     augments = {strategy: benchmark_augment(strategy) for strategy in args.augment}
-    print(f"device {device}, {threads} CPU threads, {workers} batch workers, plan "
-          f"{plan.height}x{plan.width}x{plan.channels} batch {plan.batch_size}, {plan.steps_per_epoch} steps/epoch, "
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device {device} ({device_name}), precision {precision.describe()}, {threads} CPU threads, "
+          f"{workers} batch workers, pinned memory {'on' if precision.pin_memory else 'off'}, plan "
+          f"{plan.height}x{plan.width}x{plan.channels} batch {plan.batch_size}, "
+          f"{plan.steps_per_epoch} steps/epoch, "
           f"augmentations: {', '.join(f'{name} {augment!r}' for name, augment in augments.items())}")
     trainer_images_per_second(session, precision, budget, 1)  # warm-up
-    bare, raw = [], []
-    augmented: dict[str, list[float]] = {strategy: [] for strategy in augments}
-    for _ in range(args.rounds):
-        bare.append(bare_images_per_second(plan.height, plan.channels, plan.batch_size, args.classes,
-                                           plan.steps_per_epoch * args.epochs, device))
-        use_augment(session, None)
-        raw.append(trainer_images_per_second(session, precision, budget, args.epochs))
-        for strategy, augment in augments.items():
-            use_augment(session, augment)
-            augmented[strategy].append(trainer_images_per_second(session, precision, budget, args.epochs))
+    bare: dict[str, list[float]] = {"bare_fp32": []} | ({"bare_amp": []} if amp_dtype is not None else {})
+    trainer: dict[str, list[Throughput]] = {name: [] for name in ["none", *augments]}
+    steps = plan.steps_per_epoch * args.epochs
+    measuring_since = time.perf_counter()
+    for round_index in range(args.rounds):
+        if round_index and args.time_limit_s and time.perf_counter() - measuring_since > args.time_limit_s:
+            print(f"time limit: {round_index} of {args.rounds} rounds measured")
+            break
+        for name, dtype in (("bare_fp32", None), ("bare_amp", amp_dtype)):
+            if name in bare:
+                bare[name].append(bare_images_per_second(plan.height, plan.channels, plan.batch_size,
+                                                         args.classes, steps, device, dtype))
+        for strategy in trainer:
+            use_augment(session, augments.get(strategy))
+            trainer[strategy].append(trainer_images_per_second(session, precision, budget, args.epochs))
     session.close()
-    report("bare torchvision resnet18 train step:", bare)
-    report("autoclint trainer, no augmentation:  ", raw)
-    print(f"ratio no augmentation / bare (best of rounds): {max(raw) / max(bare):.3f}   "
-          f"(median: {np.median(raw) / np.median(bare):.3f})")
-    for strategy, values in augmented.items():
-        report(f"autoclint trainer, {strategy + ':':15s}   ", values)
-        print(f"ratio {strategy} / bare (best of rounds): {max(values) / max(bare):.3f}   "
-              f"(median: {np.median(values) / np.median(bare):.3f});  {strategy} / no augmentation: "
-              f"{max(values) / max(raw):.3f}")
+    results = summarise(bare, trainer)
+    results.update(device=device.type, device_name=device_name, precision=precision.describe(),
+                   threads=threads, workers=workers, pin_memory=precision.pin_memory,
+                   amp_dtype=None if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
+                   plan=dict(height=plan.height, width=plan.width, channels=plan.channels,
+                             batch_size=plan.batch_size, steps_per_epoch=plan.steps_per_epoch),
+                   rounds=len(bare["bare_fp32"]), epochs=args.epochs, examples=args.examples)
+    print_results(results)
     if not args.no_first_prediction:
-        print(f"time from Model() to first prediction on digits: {first_prediction_seconds():.2f} s")
+        results["first_prediction_s"] = first_prediction_seconds()
+        print(f"time from Model() to first prediction on digits: {results['first_prediction_s']:.2f} s")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=1))
+    return results
 
 
-def report(label: str, values: list[float]) -> None:
-    """One line: best img/s and every round."""
-    print(f"{label} {max(values):8.1f} img/s (rounds: {', '.join(f'{v:.0f}' for v in values)})")
+def summarise(bare: dict[str, list[float]], trainer: dict[str, list[Throughput]]) -> dict:
+    """Every round's img/s, the best of each, the waiting shares and the ratios to the reference bare step."""
+    images = dict(bare) | {f"trainer_{name}": [t.images_per_second for t in runs]
+                           for name, runs in trainer.items()}
+    best = {name: max(values) for name, values in images.items()}
+    reference = "bare_amp" if "bare_amp" in bare else "bare_fp32"
+    ratios = {f"{name}/{reference}": best[name] / best[reference]
+              for name in images if name.startswith("trainer_")}
+    ratios |= {f"trainer_{name}/trainer_none": best[f"trainer_{name}"] / best["trainer_none"]
+               for name in trainer if name != "none"}
+    if reference != "bare_fp32":
+        ratios["bare_amp/bare_fp32"] = best["bare_amp"] / best["bare_fp32"]
+    waiting = {f"trainer_{name}": [t.data_wait_share for t in runs] for name, runs in trainer.items()}
+    return dict(images_per_second=images, best_images_per_second=best, reference=reference, ratios=ratios,
+                data_wait_share=waiting)
+
+
+def print_results(results: dict) -> None:
+    """The figures as lines a person reads."""
+    labels = {"bare_fp32": "bare torchvision resnet18 step, fp32:",
+              "bare_amp": f"bare torchvision resnet18 step, AMP {results['amp_dtype']}:"}
+    for name, values in results["images_per_second"].items():
+        label = labels.get(name, f"autoclint trainer, {name.removeprefix('trainer_')}:")
+        waiting = results["data_wait_share"].get(name)
+        rounds = ", ".join(f"{v:.0f}" for v in values)
+        extra = "" if waiting is None else (
+            f"; waiting for batches {100 * np.median(waiting):.1f}% of the time")
+        print(f"{label:42s} {max(values):9.1f} img/s (rounds: {rounds}){extra}")
+    for name, ratio in results["ratios"].items():
+        print(f"ratio {name} (best of rounds): {ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -94,3 +94,42 @@ def test_the_thread_tuner_sees_every_step(monkeypatch):
     train_one_epoch(net, loss_fn, optimizer, schedule, FixedBatches(), Precision(torch.device("cpu")), steps=4,
                     budget=Budget(0.0, 1.0), stop_at=math.inf, tuner=tuner)
     assert len(seen) == 4 and all(seconds >= 0 for seconds in seen)
+
+
+class SlowBatches(FixedBatches):
+    """Batches that keep the loop waiting `wait_s` each (on the test's clock)."""
+
+    def __init__(self, clock, wait_s):
+        super().__init__()
+        self.clock, self.wait_s = clock, wait_s
+
+    def next_batch(self):
+        self.clock.time += self.wait_s
+        return super().next_batch()
+
+
+def test_an_epoch_reports_the_time_spent_waiting_for_batches(monkeypatch):
+    clock = SteppingClock()
+    original = loop_module.train_step
+
+    def step_taking_a_second(*args):
+        clock.time += 1.0
+        return original(*args)
+
+    monkeypatch.setattr(loop_module, "train_step", step_taking_a_second)
+    net, loss_fn, optimizer, schedule = tiny_parts()
+    result = train_one_epoch(net, loss_fn, optimizer, schedule, SlowBatches(clock, 0.25),
+                             Precision(torch.device("cpu")), steps=4, budget=Budget(0.0, 1.0),
+                             stop_at=math.inf, clock=clock)
+    assert result.data_wait_s == pytest.approx(1.0)  # 4 batches waited 0.25 s each
+    assert result.seconds == pytest.approx(5.0) and result.data_wait_share == pytest.approx(0.2)
+
+
+def test_batches_that_are_ready_cost_no_waiting_time(monkeypatch):
+    clock = SteppingClock()
+    monkeypatch.setattr(loop_module, "train_step", lambda *args: torch.zeros(()))
+    net, loss_fn, optimizer, schedule = tiny_parts()
+    result = train_one_epoch(net, loss_fn, optimizer, schedule, FixedBatches(),
+                             Precision(torch.device("cpu")), steps=3, budget=Budget(0.0, 1.0),
+                             stop_at=math.inf, clock=clock)
+    assert result.steps == 3 and result.data_wait_s == 0.0 and result.data_wait_share == 0.0
