@@ -8,6 +8,7 @@ and recorded in the budget, so that the next one can be planned.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -26,6 +27,12 @@ IMPROVEMENT_TOLERANCE = 1e-4
 """A validation NAUC must beat the best by more than this to count as better."""
 TTA_PASSES = 2
 """Flip test-time augmentation costs two forward passes: plain and mirrored."""
+UNKNOWN_TEST_DURATION_S = 1.0
+"""Kept for the first test call, before the test set's size is known."""
+PREDICTION_SLACK_S = 0.5
+"""A test pass starts only with this much time left beyond its planned duration."""
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,36 @@ def forward_estimate(budget: Budget, count: int) -> Optional[float]:
     before any pass was measured."""
     per_example = budget.measured(Kind.FORWARD)
     return None if per_example is None else per_example * count
+
+
+def test_pass_estimate(budget: Budget, test_size: Optional[int]) -> float:
+    """Planned seconds of one test pass: a fixed allowance before the test set was read (the first test call
+    is short anyway), then as measured (or estimated from validation passes)."""
+    if test_size is None:
+        return UNKNOWN_TEST_DURATION_S
+    measured = budget.measured(Kind.TEST_PASS) or forward_estimate(budget, test_size) or UNKNOWN_TEST_DURATION_S
+    return budget.planned(measured)
+
+
+def validation_estimate(budget: Budget, valid_size: int, try_tta: bool) -> float:
+    """Planned seconds of one validation: the plain pass and, when tried, the mirrored one."""
+    passes = TTA_PASSES if try_tta else 1
+    return budget.planned(passes * (forward_estimate(budget, valid_size) or 0.0))
+
+
+def timed_test_pass(net: nn.Module, test_set: DeviceSet, precision: Precision, settings: EvalSettings,
+                    budget: Budget, use_tta: bool) -> np.ndarray:
+    """Test scores of `net`, with flip TTA when asked and a second pass still fits the budget; records the
+    pass and logs its planned against its measured duration, so that the clock's calibration shows."""
+    planned = test_pass_estimate(budget, len(test_set))
+    tta = use_tta and budget.time_left() > TTA_PASSES * planned + PREDICTION_SLACK_S
+    passes, start = TTA_PASSES if tta else 1, budget.now()
+    prediction = scores(net, test_set, precision, settings, tta)
+    elapsed = budget.now() - start
+    budget.record(Kind.TEST_PASS, elapsed, units=passes)
+    logger.info("test pass%s: %.2f s measured, %.2f s planned", " with flip TTA" if tta else "", elapsed,
+                passes * planned)
+    return prediction
 
 
 @dataclass

@@ -27,14 +27,16 @@ from autoclint.data.bridge import iterate_numpy
 from autoclint.data.device_set import DeviceSet
 from autoclint.early import FastLearnerSettings
 from autoclint.evaluate import (
-    TTA_PASSES,
+    PREDICTION_SLACK_S,
+    UNKNOWN_TEST_DURATION_S,
     EvalSettings,
     FrozenScorer,
     ValidationResult,
     class_priors,
-    forward_estimate,
-    scores,
+    test_pass_estimate,
+    timed_test_pass,
     validate,
+    validation_estimate,
 )
 from autoclint.hardware import (
     Precision,
@@ -52,8 +54,6 @@ from autoclint.session import LoaderSettings, Session, build_session
 logger = logging.getLogger(__name__)
 
 MAX_FAILED_CALLS = 3
-UNKNOWN_TEST_DURATION_S = 1.0  # kept for the first test call, before the test set's size is known
-PREDICTION_SLACK_S = 0.5  # a test pass starts only with this much time left beyond its planned duration
 FIRST_FIT_WAIT_S = 0.5  # the first fast-learner fit waits this long at most for more decoded examples
 FAST_FIT_ALLOWANCE_S = 2.0  # time a fast-learner fit may take (it subsamples to stay near a second)
 
@@ -138,20 +138,11 @@ class Trainer:
     # ------------------------------------------------------------------ time
 
     def _test_reserve(self) -> float:
-        """Planned seconds of the next test call: a fixed allowance before the test set was seen, then one
-        pass (flip TTA only runs where time is left for it)."""
-        if self._test_set is None:
-            return UNKNOWN_TEST_DURATION_S
-        measured = self.budget.measured(Kind.TEST_PASS)
-        if measured is None:
-            measured = forward_estimate(self.budget, len(self._test_set)) or UNKNOWN_TEST_DURATION_S
-        return self.budget.planned(measured)
+        """Planned seconds of the next test call (flip TTA only runs where time is left for it)."""
+        return test_pass_estimate(self.budget, None if self._test_set is None else len(self._test_set))
 
     def _eval_reserve(self, session: Session) -> float:
-        """Planned seconds of the next validation (plain and, when tried, mirrored pass)."""
-        passes = TTA_PASSES if self.config.tta_flip else 1
-        per_pass = forward_estimate(self.budget, len(session.valid)) or 0.0
-        return self.budget.planned(passes * per_pass)
+        return validation_estimate(self.budget, len(session.valid), self.config.tta_flip)
 
     def _training_deadline(self) -> float:
         """When training must stop: the safety margin and one test call before the budget's end."""
@@ -334,23 +325,10 @@ class Trainer:
         """Test scores of the best checkpoint (one test pass per checkpoint)."""
         version, network = self._network_test_scores
         if version != session.best.version:
-            network = self._test_pass(session)
+            network = timed_test_pass(session.best.net, self._test_set, self.precision,
+                                      self._eval_settings(session), self.budget, session.best.use_tta)
             self._network_test_scores = (session.best.version, network)
         return network
-
-    def _test_pass(self, session: Session) -> np.ndarray:
-        """Scores of the best checkpoint on the test set, with flip TTA where it helps and fits; logs the
-        planned against the measured duration, so that the clock's calibration can be checked."""
-        planned = self._test_reserve()
-        tta = session.best.use_tta and self.budget.time_left() > TTA_PASSES * planned + PREDICTION_SLACK_S
-        start = self.budget.now()
-        prediction = scores(session.best.net, self._test_set, self.precision, self._eval_settings(session), tta)
-        passes = TTA_PASSES if tta else 1
-        elapsed = self.budget.now() - start
-        self.budget.record(Kind.TEST_PASS, elapsed, units=passes)
-        logger.info("test pass%s: %.2f s measured, %.2f s planned", " with flip TTA" if tta else "", elapsed,
-                    passes * planned)
-        return prediction
 
     def _fallback_prediction(self, dataset: Any) -> Optional[np.ndarray]:
         if self._prediction is not None:
