@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 MAX_FAILED_CALLS = 3
 FIRST_FIT_WAIT_S = 0.5  # the first fast-learner fit waits this long at most for more decoded examples
+FAST_ONLY_WAIT_S = 1.0  # without a network to train, a call waits this long at most for more examples
 FAST_FIT_ALLOWANCE_S = 2.0  # time a fast-learner fit may take (it subsamples to stay near a second)
 
 
@@ -171,6 +172,9 @@ class Trainer:
             available = len(session.cache) - len(session.valid_indices)
             if self.fast is None or (session.filler.finished and self.fast.complete(available)):
                 self._stop_training()
+            elif not first_fit and self.budget.fits(FAST_ONLY_WAIT_S + self._test_reserve()):
+                # nothing to train meanwhile: give the decoder time to bring more examples
+                session.filler.wait_for(len(session.cache) * 2, timeout=FAST_ONLY_WAIT_S)
         elif not first_fit:  # the fast learner's first fit is predicted at once, the network trains after it
             self._train_network(session)
 
