@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from autoclint.config import CONFIG_ENV, CONFIG_FILE_NAME, PRESETS, ModelConfig, load_config
+from autoclint.config import CONFIG_ENV, CONFIG_FILE_NAME, PRESETS, ModelConfig, config_from_preset, load_config
 
 
 def test_defaults_follow_the_paper():
@@ -84,3 +84,15 @@ def test_search_knobs_follow_algorithm_1_and_bad_ones_are_named():
 def test_negative_loader_workers_are_refused():
     with pytest.raises(ValueError, match="loader_workers"):
         ModelConfig(loader_workers=-1)
+
+
+def test_scratch_settings_replace_the_papers_only_without_weights():
+    config = ModelConfig()
+    assert config.for_weights(True) is config
+    scratch = config.for_weights(False)
+    assert (scratch.tau, scratch.warmup_epochs, scratch.lr_per_64) == (
+        config.scratch_tau, config.scratch_warmup_epochs, config.scratch_lr_per_64)
+    assert scratch.arch == config.arch and scratch.fast_learner == config.fast_learner
+    plain = config_from_preset("plain_finetune")
+    assert plain.for_weights(False) is plain and not plain.fast_learner
+    assert ModelConfig(adapt_to_scratch=False).for_weights(False).tau == ModelConfig().tau

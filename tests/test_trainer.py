@@ -216,3 +216,17 @@ def test_a_failing_fast_learner_leaves_the_network_to_predict(monkeypatch, caplo
         assert trainer.epochs >= 1 and trainer.test(train).shape == (60, 3)
     finally:
         trainer.close()
+
+
+def test_without_weights_the_network_trains_with_the_scratch_settings():
+    train, _ = easy_task(40)
+    for config, tau in ((FAST, FAST.scratch_tau), (FAST.replace(adapt_to_scratch=False), FAST.tau)):
+        trainer = Trainer(Metadata(40, 3), config.replace(fast_learner=False))
+        try:
+            trainer.train(train, remaining_time_budget=20.0)
+            session = trainer.session
+            expected = config.for_weights(False)
+            assert session.net.tau == tau and not session.weights_loaded
+            assert session.schedule.initial_lr == expected.lr_for_batch(session.plan.batch_size)
+        finally:
+            trainer.close()
