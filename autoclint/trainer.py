@@ -241,8 +241,8 @@ class Trainer:
         """Score the current weights; keep them as the best checkpoint when they improve. Returns that."""
         best = session.best
         if len(session.valid) == 0:  # nothing to compare on: the latest weights are the best guess
-            improved = best.offer(session.net, ValidationResult(0.0, math.inf, tta_helps=False), force=True)
             result = ValidationResult(0.0, math.inf, tta_helps=False)
+            improved = best.offer(session.net, result, force=True)
         else:
             # the first checkpoint is predicted without TTA: it doubles the cost of the earliest prediction
             result = validate(session.net, session.valid, session.loss_fn, self.precision,

@@ -72,7 +72,6 @@ class ExampleConverter:
             return scaled
         return np.stack([resize_frame(frame, self.height, self.width) for frame in scaled])
 
-
     def _replace_nonfinite(self, values: np.ndarray) -> None:
         """Replace NaN/inf in place (+inf: top of the range, -inf: bottom, NaN: 0 clipped into it), counted."""
         if np.isfinite(values.min()) and np.isfinite(values.max()):
