@@ -404,7 +404,7 @@ class FastLearner:
         learner._ridge = RidgeFit(parameters["ridge_phi_mean"], parameters["ridge_label_mean"],
                                   parameters["ridge_weights"])
         learner._present = np.asarray(parameters["present"], dtype=bool)
-        learner._scale = float(parameters["temperature_scale"])
+        learner._scale = float(np.asarray(parameters["temperature_scale"]).reshape(()))
         learner._platt = (np.asarray(parameters["platt_a"]), np.asarray(parameters["platt_b"]))
         return learner
 
