@@ -9,20 +9,35 @@ are made one at a time, when read, so that a large folder of photos is never dec
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from autoclint.autodl.images import read_image_file
+from autoclint.autodl.images import read_image_array, read_image_file
 
 IMAGE_RANKS = {2: "[H,W]", 3: "[H,W,C]", 4: "[T,H,W,C]"}
 
 
+class StoredImage:
+    """An image file inside a folder or zip tree, decoded when its pixels are asked for."""
+
+    def __init__(self, tree: Any, path: str) -> None:
+        self.tree, self.path = tree, path
+
+    def pixels(self) -> np.ndarray:
+        """uint8 [H,W,C] pixels as a viewer shows them."""
+        return read_image_array(self.tree.read(self.path), f"{self.tree.source}: {self.path}")
+
+    def __str__(self) -> str:
+        return self.path
+
+
 def as_example(item: Any) -> np.ndarray:
-    """One item (array or image file path) as a float32 example [T,H,W,C]."""
+    """One item (array, image file path or stored image) as a float32 example [T,H,W,C]."""
     if isinstance(item, (str, os.PathLike)):
         return to_float(read_image_file(item))[None]
+    if isinstance(item, StoredImage):
+        return to_float(item.pixels())[None]
     array = np.asarray(item)
     if array.ndim not in IMAGE_RANKS:
         raise ValueError(f"an example must be {', '.join(IMAGE_RANKS.values())} or an image file path, "
@@ -70,4 +85,6 @@ class Examples(Sequence):
     def describe(self, index: int) -> str:
         """How the example at `index` is named in messages: its file path, else its position."""
         item = self._items[index]
-        return str(Path(item)) if isinstance(item, (str, os.PathLike)) else f"example {index}"
+        if isinstance(item, (str, os.PathLike, StoredImage)):
+            return str(item)
+        return f"example {index}"
