@@ -96,7 +96,6 @@ class Trainer:
         self._prediction: Optional[np.ndarray] = None
         self._prediction_key: Optional[tuple] = None
         self._network_test_scores: tuple[int, Optional[np.ndarray]] = (-1, None)
-        self._fast_test_scores: tuple[int, Optional[np.ndarray]] = (-1, None)
         self._augmentation_chosen = False
         logger.info("autoclint on %s with %s",
                     describe_machine(self.device, self.precision, threads, self.loader_settings.workers), config)
@@ -328,7 +327,7 @@ class Trainer:
             if self._test_set is None:
                 self._test_set = self._load_test_set(dataset, session)
             network = self._network_scores(predictor) if predictor.uses_network else None
-            fast = self._fast_scores(predictor) if predictor.uses_fast else None
+            fast = self.fast.test_scores(self._test_examples) if predictor.uses_fast else None  # once per fit
             self._prediction = predictor.combine(network, fast, len(self._test_set))
             logger.info("predicting from the %s", predictor.describe())
             self._prediction_key = key
@@ -343,14 +342,6 @@ class Trainer:
             network = predictor.network_scores(self._test_set, self.budget)
             self._network_test_scores = (self.session.best.version, network)
         return network
-
-    def _fast_scores(self, predictor: Predictor) -> np.ndarray:
-        """Test scores of the fast learner's latest fit (computed once per fit)."""
-        version, fast = self._fast_test_scores
-        if version != self.fast.version:
-            fast = predictor.fast_scores(self._test_examples)
-            self._fast_test_scores = (self.fast.version, fast)
-        return fast
 
     def _fallback_prediction(self, dataset: Any) -> Optional[np.ndarray]:
         if self._prediction is not None:
