@@ -15,6 +15,8 @@ import logging
 import os
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any, Optional, Sequence, TextIO
 
@@ -35,23 +37,51 @@ MULTILABEL_SEPARATOR = ";"
 
 
 class ProgressLine:
-    """One line rewritten in place on a terminal; plain log lines otherwise."""
+    """On a terminal one line rewritten in place every second (elapsed / budget, examples read,
+    validation NAUC, what predicts); plain log lines after each training call otherwise."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO, budget: float) -> None:
+        self.stream, self.budget = stream, budget
         self.live = stream.isatty()
+        self.started = time.monotonic()
+        self.latest: Optional[Any] = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._ticker = threading.Thread(target=self._tick, name="autoclint-progress", daemon=True)
+        if self.live:
+            self._ticker.start()
 
     def __call__(self, progress: Any) -> None:
-        text = (f"{progress.elapsed:6.1f} / {progress.budget:.0f} s   {progress.examples_read} examples read   "
-                f"validation NAUC {progress.nauc:.4f}   predicting: {progress.source}")
+        """Record the state after a training call (and log it when not on a terminal)."""
+        self.latest = progress
         if self.live:
-            self.stream.write("\r" + text + "\x1b[K")
-            self.stream.flush()
+            self._draw()
         else:
-            logger.info("%s", text)
+            logger.info("%s", self.text())
+
+    def text(self) -> str:
+        """The progress line now."""
+        elapsed = time.monotonic() - self.started
+        if self.latest is None:
+            return f"{elapsed:6.1f} / {self.budget:.0f} s   reading and planning"
+        latest = self.latest
+        return (f"{elapsed:6.1f} / {self.budget:.0f} s   {latest.examples_read} examples read   "
+                f"validation NAUC {latest.nauc:.4f}   predicting: {latest.source}")
+
+    def _draw(self) -> None:
+        with self._lock:
+            self.stream.write("\r" + self.text() + "\x1b[K")
+            self.stream.flush()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            self._draw()
 
     def close(self) -> None:
+        """Stop redrawing; end the line."""
+        self._stop.set()
         if self.live:
+            self._ticker.join()
             self.stream.write("\n")
 
 
@@ -67,7 +97,7 @@ def fit_command(args: argparse.Namespace) -> int:
     data = read_labelled(args.data, TRAIN)
     overrides = parse_overrides(args.config)
     logger.info("fitting on %d examples of %s within %g s", len(data.examples), args.data, args.time_budget)
-    progress = ProgressLine(sys.stdout)
+    progress = ProgressLine(sys.stdout, args.time_budget)
     try:
         clf = ImageClassifier(time_budget=args.time_budget, preset=args.preset, **overrides)
         clf.fit(data.examples, data.labels, progress=progress)

@@ -1,7 +1,9 @@
 """`python -m autoclint fit / predict / evaluate` on a small image-folder tree."""
 
 import csv
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -12,7 +14,8 @@ import pytest
 from PIL import Image
 
 from autoclint import ImageClassifier
-from autoclint.cli import main, write_csv_atomically
+from autoclint.classifier import FitProgress
+from autoclint.cli import ProgressLine, main, write_csv_atomically
 from autoclint.sources import read_labelled
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,3 +157,27 @@ def test_module_entry_point_fit_then_predict_in_child_processes(tree, tmp_path):
     assert len(rows) == 20
     correct = sum(row["label"] == Path(row["input"]).parent.name for row in rows)
     assert correct >= 18
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_one_live_line_on_a_terminal_and_log_lines_otherwise(caplog):
+    progress = FitProgress(elapsed=3.0, budget=60.0, examples_read=1200, nauc=0.9871, source="fast learner")
+    terminal = Terminal()
+    line = ProgressLine(terminal, 60.0)
+    line(progress)
+    line.close()
+    written = terminal.getvalue()
+    assert written.startswith("\r") and written.endswith("\n") and written.count("\n") == 1
+    assert "/ 60 s" in written and "1200 examples read" in written and "0.9871" in written
+    assert "fast learner" in written
+    piped = io.StringIO()
+    with caplog.at_level(logging.INFO, logger="autoclint.cli"):
+        line = ProgressLine(piped, 60.0)
+        line(progress)
+        line.close()
+    assert piped.getvalue() == ""
+    assert any("1200 examples read" in record.getMessage() for record in caplog.records)
