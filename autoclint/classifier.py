@@ -239,6 +239,11 @@ def _constructor_signature() -> inspect.Signature:
     return base.replace(parameters=fixed + fields)
 
 
-ImageClassifier.__init__.__signature__ = _constructor_signature()  # type: ignore[attr-defined]
-for _name in CONFIG_FIELDS:  # unset fields read as None: the preset's value
-    setattr(ImageClassifier, _name, None)
+def _declare_config_parameters() -> None:
+    """Make every ModelConfig field a constructor parameter that reads None (the preset's value) unless given."""
+    ImageClassifier.__init__.__signature__ = _constructor_signature()  # type: ignore[attr-defined]
+    for name in CONFIG_FIELDS:
+        setattr(ImageClassifier, name, None)
+
+
+_declare_config_parameters()
