@@ -381,6 +381,33 @@ class FastLearner:
             return np.zeros((0, self.num_classes), dtype=np.float32)
         return np.concatenate(chunks, axis=0).astype(np.float32)
 
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The fitted state as named arrays (standardiser, random features, ridge, calibration), for saving."""
+        if self._standardiser is None or self._expand is None or self._ridge is None:
+            raise RuntimeError("FastLearner.parameters called before fit")
+        return {
+            "standardiser_mean": self._standardiser.mean, "standardiser_scale": self._standardiser.scale,
+            "relu_weights": self._expand.weights, "relu_bias": self._expand.bias,
+            "ridge_phi_mean": self._ridge.phi_mean, "ridge_label_mean": self._ridge.label_mean,
+            "ridge_weights": self._ridge.weights, "present": self._present,
+            "temperature_scale": np.asarray(self._scale, dtype=np.float64),
+            "platt_a": np.asarray(self._platt[0]), "platt_b": np.asarray(self._platt[1]),
+        }
+
+    @classmethod
+    def from_parameters(cls, settings: FastLearnerSettings, is_multilabel: bool, num_classes: int,
+                        parameters: dict[str, np.ndarray]) -> "FastLearner":
+        """A fitted learner from `parameters()` of another (KeyError names a missing array)."""
+        learner = cls(settings, is_multilabel, num_classes)
+        learner._standardiser = Standardiser(parameters["standardiser_mean"], parameters["standardiser_scale"])
+        learner._expand = RandomRelu(parameters["relu_weights"], parameters["relu_bias"])
+        learner._ridge = RidgeFit(parameters["ridge_phi_mean"], parameters["ridge_label_mean"],
+                                  parameters["ridge_weights"])
+        learner._present = np.asarray(parameters["present"], dtype=bool)
+        learner._scale = float(np.asarray(parameters["temperature_scale"]).reshape(()))
+        learner._platt = (np.asarray(parameters["platt_a"]), np.asarray(parameters["platt_b"]))
+        return learner
+
     def _fit_subsample(self, examples: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> None:
         """Features, alpha choice and calibration on a held-out part, then the ridge on everything."""
         values = raw_features(examples, self.settings)

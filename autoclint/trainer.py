@@ -21,7 +21,7 @@ import numpy as np
 
 from autoclint.augment import AugmentSelection, AugmentSettings, ValidationEvaluator, select_training_augment
 from autoclint.budget import Budget, Kind
-from autoclint.candidates import Choice, FastCandidate, blend, choose_prediction
+from autoclint.candidates import Choice, FastCandidate, choose_prediction
 from autoclint.config import ModelConfig
 from autoclint.data.bridge import iterate_numpy
 from autoclint.data.device_set import DeviceSet
@@ -34,7 +34,6 @@ from autoclint.evaluate import (
     ValidationResult,
     class_priors,
     test_pass_estimate,
-    timed_test_pass,
     validate,
     validation_estimate,
 )
@@ -49,6 +48,7 @@ from autoclint.hardware import (
 )
 from autoclint.loop import step_estimate, train_one_epoch
 from autoclint.metrics import nauc
+from autoclint.predictor import Predictor
 from autoclint.session import LoaderSettings, Session, build_session
 
 logger = logging.getLogger(__name__)
@@ -299,39 +299,48 @@ class Trainer:
         network = None if not session.best.version else session.best.valid_scores if validated else empty
         return choose_prediction(session.valid.labels, fast, network, self.config.blend)
 
+    def predictor(self) -> Optional[Predictor]:
+        """What predicts now, as one object (None before the first training call built the session).
+
+        The class priors when no candidate beats chance on validation: constant priors score 0, never less."""
+        session = self.session
+        if session is None:
+            return None
+        choice = self._choose(session)
+        weight = None if choice is None or choice.nauc <= 0.0 else choice.network_weight
+        return Predictor(session.converter, session.best.net if session.best.version else None,
+                         None if self.fast is None else self.fast.learner, weight, session.best.use_tta,
+                         self.output_dim, session.plan.is_multilabel,
+                         class_priors(session.probe.label_counts, self.output_dim), self.precision,
+                         self.config.eval_batch_size, math.nan if choice is None else choice.nauc)
+
     def _predict(self, dataset: Any) -> np.ndarray:
         session = self.session
         if session is None:
             raise RuntimeError("test called before any successful training call")
-        choice = self._choose(session)
-        key = (session.best.version, 0 if self.fast is None else self.fast.version, choice)
+        predictor = self.predictor()
+        key = (session.best.version, 0 if self.fast is None else self.fast.version, predictor.network_weight)
         if self._prediction is not None and self._prediction_key == key:
             return self._prediction
         session.filler.pause()  # the platform waits on this prediction: give it the CPU
         try:
             if self._test_set is None:
                 self._test_set = self._load_test_set(dataset, session)
-            if choice is None or choice.nauc <= 0.0:  # no better than chance: constant priors score 0, never less
-                logger.info("predicting the class priors: no candidate beats chance on validation")
-                self._prediction = np.tile(class_priors(session.probe.label_counts, self.output_dim),
-                                           (len(self._test_set), 1))
-            else:
-                network = self._network_scores(session) if choice.network_weight > 0.0 else None
-                fast = self.fast.test_scores(self._test_examples) if choice.network_weight < 1.0 else None
-                self._prediction = blend(network, fast, choice.network_weight)
-                logger.info("predicting from the %s", choice.describe())
+            network = self._network_scores(predictor) if predictor.uses_network else None
+            fast = self.fast.test_scores(self._test_examples) if predictor.uses_fast else None  # once per fit
+            self._prediction = predictor.combine(network, fast, len(self._test_set))
+            logger.info("predicting from the %s", predictor.describe())
             self._prediction_key = key
         finally:
             session.filler.resume()
         return self._prediction
 
-    def _network_scores(self, session: Session) -> np.ndarray:
+    def _network_scores(self, predictor: Predictor) -> np.ndarray:
         """Test scores of the best checkpoint (one test pass per checkpoint)."""
         version, network = self._network_test_scores
-        if version != session.best.version:
-            network = timed_test_pass(session.best.net, self._test_set, self.precision,
-                                      self._eval_settings(session), self.budget, session.best.use_tta)
-            self._network_test_scores = (session.best.version, network)
+        if version != self.session.best.version:
+            network = predictor.network_scores(self._test_set, self.budget)
+            self._network_test_scores = (self.session.best.version, network)
         return network
 
     def _fallback_prediction(self, dataset: Any) -> Optional[np.ndarray]:
