@@ -309,7 +309,7 @@ class Trainer:
 
     def _load_test_set(self, dataset: Any, session: Session) -> DeviceSet:
         start = self.budget.now()
-        converted = [session.converter(example) for example, _ in iterate_numpy(dataset)]
+        converted = [session.converter(example) for example, _ in iterate_numpy(dataset, keep_places=True)]
         if not converted:
             raise ValueError("the test set is empty")
         self.budget.record(Kind.READ, self.budget.now() - start, units=len(converted))
@@ -364,7 +364,7 @@ class Trainer:
         if self._prediction is not None:
             return self._prediction.copy()
         try:
-            num_test = len(self._test_set) if self._test_set is not None else sum(1 for _ in iterate_numpy(dataset))
+            num_test = len(self._test_set) if self._test_set is not None else sum(1 for _ in iterate_numpy(dataset, keep_places=True))
         except Exception:
             logger.exception("cannot count the test examples: no prediction possible")
             return None
