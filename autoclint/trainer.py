@@ -364,7 +364,8 @@ class Trainer:
         if self._prediction is not None:
             return self._prediction.copy()
         try:
-            num_test = len(self._test_set) if self._test_set is not None else sum(1 for _ in iterate_numpy(dataset, keep_places=True))
+            num_test = len(self._test_set) if self._test_set is not None else sum(
+                1 for _ in iterate_numpy(dataset, keep_places=True))
         except Exception:
             logger.exception("cannot count the test examples: no prediction possible")
             return None
