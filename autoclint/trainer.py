@@ -201,7 +201,7 @@ class Trainer:
         if self.fast is None:
             return False
         if self.fast.version == 0:
-            return self.budget.time_left() > self.budget.planned(FIRST_FIT_ESTIMATE_S) + PREDICTION_SLACK_S
+            return self.budget.time_left() > self.budget.planned(FIRST_FIT_ESTIMATE_S) + self._test_reserve()
         return self.budget.fits(FAST_FIT_ALLOWANCE_S + self._test_reserve())
 
     def _train_network(self, session: Session) -> None:

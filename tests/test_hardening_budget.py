@@ -63,7 +63,7 @@ def run_platform_loop(trainer, clock, train, test, budget):
 
 
 # a coarser tick at the larger budgets keeps the network's share of the run to a few steps
-@pytest.mark.parametrize("budget, tick", [(5.0, 0.05), (3.0, 0.03), (1.5, 0.01)])
+@pytest.mark.parametrize("budget, tick", [(5.0, 0.05), (3.0, 0.03), (2.2, 0.01)])
 def test_a_budget_near_the_safety_margin_tries_the_fast_learner_then_stops(budget, tick, caplog):
     train, test = banded(150), banded(30, seed=1)
     clock = TickingClock(tick)
