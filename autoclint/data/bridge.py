@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import sys
 from types import ModuleType
 from typing import Any, Iterable, Iterator
@@ -73,7 +74,7 @@ class SkippedRecords:
         if not isinstance(error, tf.errors.InvalidArgumentError) or SIZE_DISAGREES in message:
             raise error
         name = self.name(position)
-        reason = message.strip().splitlines()[-1] if message.strip() else type(error).__name__
+        reason = _decode_reason(message) or type(error).__name__
         logger.warning("%s: undecodable (%s): %s", name, reason,
                        "a black example stands in" if self.keep_places else "skipped")
         self.skipped.append(name)
@@ -84,6 +85,17 @@ class SkippedRecords:
             logger.warning("%d undecodable record(s) %s: %s", len(self.skipped),
                            "replaced by black examples" if self.keep_places else "skipped",
                            "; ".join(self.skipped))
+
+
+def _decode_reason(message: str) -> str:
+    """The decoder's own words in a tf.data error (e.g. "jpeg::Uncompress failed. Invalid JPEG data..."),
+    without TensorFlow's function and iterator names."""
+    for line in message.splitlines():
+        line = re.sub(r"\{\{[^}]*\}\}|\[\[.*?\]\]|\[Op:\w+\]", "", line).strip()
+        line = re.sub(r"^.*transformation with iterator: [\w:]+: ", "", line).strip()
+        if line and not line.startswith("name:"):
+            return line
+    return ""
 
 
 def _blank_like(previous: Pair | None, spec: Any) -> Pair:
