@@ -57,6 +57,8 @@ MAX_FAILED_CALLS = 3
 FIRST_FIT_WAIT_S = 0.5  # the first fast-learner fit waits this long at most for more decoded examples
 FAST_ONLY_WAIT_S = 1.0  # without a network to train, a call waits this long at most for more examples
 FAST_FIT_ALLOWANCE_S = 2.0  # time a fast-learner fit may take (it subsamples to stay near a second)
+FIRST_FIT_ESTIMATE_S = 0.5  # the quick first fast-learner fit, before any was measured
+FIRST_CALL_MIN_S = 1.0  # with less left, a first call cannot read, fit and predict: it stops at once
 
 
 def augment_settings(config: ModelConfig) -> AugmentSettings:
@@ -103,8 +105,11 @@ class Trainer:
     # ------------------------------------------------------------------ platform API
 
     def train(self, dataset: Any, remaining_time_budget: Optional[float] = None) -> None:
-        """Train for one time slice; never raises (errors are logged)."""
+        """Train for one time slice; never raises (errors are logged). Once done, returns at once."""
         self.budget.set_remaining(remaining_time_budget)
+        if self.done_training:
+            logger.debug("training is done: the call returns at once")
+            return
         try:
             self._train_slice(dataset)
             self._failures = 0
@@ -122,6 +127,9 @@ class Trainer:
     def test(self, dataset: Any, remaining_time_budget: Optional[float] = None) -> Optional[np.ndarray]:
         """Scores (num_test, output_dim) from the best checkpoint; on error the last good ones or the priors."""
         self.budget.set_remaining(remaining_time_budget)
+        if self.session is None:  # no training call has read the data: nothing to predict from yet
+            logger.info("test called before the training data was read: predicting the class priors")
+            return self._fallback_prediction(dataset)
         try:
             if self._prediction is not None and self.budget.time_left() < self._test_reserve() + PREDICTION_SLACK_S:
                 logger.warning("too little time left for a test pass: repeating the last prediction")
@@ -159,24 +167,42 @@ class Trainer:
     # ------------------------------------------------------------------ training
 
     def _train_slice(self, dataset: Any) -> None:
+        """One call's work: read and fit the fast learner first, then train the network; every call that can
+        do nothing useful any more sets `done_training`, so a tiny budget never spins."""
         if self.session is None:
-            if not self.budget.fits(UNKNOWN_TEST_DURATION_S):
+            if self.budget.time_left() < FIRST_CALL_MIN_S:
+                logger.info("%.1f s left: too little to read the data and fit; predicting the class priors",
+                            self.budget.time_left())
                 self._stop_training()
                 return
             self.session = self._build_session(dataset)
         session = self.session
         first_fit = self.fast is not None and self.fast.version == 0
-        if self.fast is not None and self.budget.fits(FAST_FIT_ALLOWANCE_S + self._test_reserve()):
+        if self._fast_fit_fits():
             self._fit_fast_learner(session)
+        first_fit = first_fit and self.fast is not None and self.fast.version > 0  # made in this call
         if not self.config.train_network:
             available = len(session.cache) - len(session.valid_indices)
             if self.fast is None or (session.filler.finished and self.fast.complete(available)):
                 self._stop_training()
-            elif not first_fit and self.budget.fits(FAST_ONLY_WAIT_S + self._test_reserve()):
+            elif first_fit:  # predicted at once; the next call refits or waits for more examples
+                return
+            elif self.budget.fits(FAST_ONLY_WAIT_S + self._test_reserve()):
                 # nothing to train meanwhile: give the decoder time to bring more examples
                 session.filler.wait_for(len(session.cache) * 2, timeout=FAST_ONLY_WAIT_S)
+            else:  # neither a refit nor a wait fits before the end
+                self._stop_training()
         elif not first_fit:  # the fast learner's first fit is predicted at once, the network trains after it
             self._train_network(session)
+
+    def _fast_fit_fits(self) -> bool:
+        """Whether a fast-learner fit is worth starting: the first one whenever it can end before the budget
+        does (nothing predicts better than priors without it), later ones within the safety margin."""
+        if self.fast is None:
+            return False
+        if self.fast.version == 0:
+            return self.budget.time_left() > self.budget.planned(FIRST_FIT_ESTIMATE_S) + self._test_reserve()
+        return self.budget.fits(FAST_FIT_ALLOWANCE_S + self._test_reserve())
 
     def _train_network(self, session: Session) -> None:
         """Epochs until validation improves (after a minimum time) or the slice ends; stops when out of time."""
@@ -283,7 +309,7 @@ class Trainer:
 
     def _load_test_set(self, dataset: Any, session: Session) -> DeviceSet:
         start = self.budget.now()
-        converted = [session.converter(example) for example, _ in iterate_numpy(dataset)]
+        converted = [session.converter(example) for example, _ in iterate_numpy(dataset, keep_places=True)]
         if not converted:
             raise ValueError("the test set is empty")
         self.budget.record(Kind.READ, self.budget.now() - start, units=len(converted))
@@ -347,7 +373,8 @@ class Trainer:
         if self._prediction is not None:
             return self._prediction.copy()
         try:
-            num_test = len(self._test_set) if self._test_set is not None else sum(1 for _ in iterate_numpy(dataset))
+            num_test = len(self._test_set) if self._test_set is not None else sum(
+                1 for _ in iterate_numpy(dataset, keep_places=True))
         except Exception:
             logger.exception("cannot count the test examples: no prediction possible")
             return None

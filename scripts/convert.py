@@ -6,7 +6,8 @@
 
 ``npz``: arrays x_train, y_train, x_test, y_test (and optional ``classes``).
 ``images``: a folder or .zip holding {train,test}/<class>/<image>, or <class>/<image> (split by
---test-fraction per class). The dataset is written to ROOT/NAME (NAME defaults to the file's stem).
+--test-fraction per class); an image that does not decode completely stops the conversion, naming it,
+unless --skip-bad leaves it out (listed). The dataset is written to ROOT/NAME (NAME defaults to the file's stem).
 Nothing is written until the whole dataset is ready; --overwrite replaces only a folder written by
 this converter, never a source tree or anything else.
 """
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 0.2)")
     images.add_argument("--no-shuffle", action="store_true", help="keep records in sorted path order")
     images.add_argument("--seed", type=int, default=0, help="seed of the split and the shuffle (default 0)")
+    images.add_argument("--skip-bad", action="store_true",
+                        help="leave out (and list) images that cannot be decoded instead of stopping")
     images.add_argument("--ignore-extra", action="store_true",
                         help="leave out top-level entries beside train/ and test/ instead of stopping")
     for sub in (npz, images):
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             path = convert_image_folder(args.source, args.out, args.name, test_fraction=args.test_fraction,
                                         shuffle=not args.no_shuffle, seed=args.seed,
-                                        ignore_extra=args.ignore_extra, **common)
+                                        ignore_extra=args.ignore_extra, skip_bad=args.skip_bad, **common)
     except (ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

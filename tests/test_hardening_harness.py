@@ -14,7 +14,7 @@ from autoclint.autodl.layout import find_dataset
 from autoclint.autodl.pyreader import PyAutoDLDataset
 from autoclint.autodl.writer import write_dataset, write_encoded_images
 from autoclint.harness.cli import main
-from autoclint.harness.ingestion import OUTPUT_MARKER, OutputDirError, prepare_output_dir
+from autoclint.harness.ingestion import LOCK_FILE, OUTPUT_MARKER, OutputDirError, prepare_output_dir
 
 BASELINES = Path(__file__).resolve().parents[1] / "autoclint" / "harness" / "baselines"
 
@@ -124,7 +124,7 @@ def test_a_good_run_still_succeeds_and_its_folder_can_be_reused(tmp_path):
     assert _run_cli(dataset, tmp_path)[0] == 0
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        [OUTPUT_MARKER, "notes.txt", "fine.predict_0", "start.txt", "end.txt"])
+        [OUTPUT_MARKER, LOCK_FILE, "notes.txt", "fine.predict_0", "start.txt", "end.txt"])
 
 
 def test_a_foreign_output_folder_is_refused_and_left_untouched(tmp_path):
@@ -144,9 +144,10 @@ def test_a_foreign_output_folder_is_refused_and_left_untouched(tmp_path):
 
 def test_a_marked_output_folder_loses_only_the_previous_run_outputs(tmp_path):
     output = tmp_path / "out"
-    prepare_output_dir(output)
+    prepare_output_dir(output).release()
     for name in ("task.predict_0", "task.predict_12", "start.txt", "end.txt", ".end.txt.tmp", "notes.txt",
                  "predict_notes.md"):
         (output / name).write_text("x")
-    prepare_output_dir(output)
-    assert sorted(p.name for p in output.iterdir()) == sorted([OUTPUT_MARKER, "notes.txt", "predict_notes.md"])
+    prepare_output_dir(output).release()
+    assert sorted(p.name for p in output.iterdir()) == sorted([OUTPUT_MARKER, LOCK_FILE, "notes.txt",
+                                                                "predict_notes.md"])

@@ -1,7 +1,10 @@
 """Converters into the AutoDL format: ``.npz`` arrays and image-folder trees (folders or zip files).
 
-Image files that are already 8-bit JPEG/PNG are stored byte for byte; other files (BMP, TIFF,
-16-bit PNG, CMYK JPEG...) are re-encoded as PNG.
+Every image is decoded in full and stored as a viewer shows it (`autoclint.autodl.images`): 8-bit JPEG/PNG
+that need no conversion are stored byte for byte; images whose EXIF orientation, 16-bit samples or
+transparency (composited on black) changed their pixels, and other files (BMP, TIFF, CMYK JPEG...), are
+stored as PNG of the displayed pixels. An image that cannot be decoded is refused, naming it, or skipped
+and listed with ``skip_bad``.
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ import io
 import logging
 import re
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from autoclint.autodl.images import DisplayedImage, UnreadableImageError, open_displayed
 from autoclint.autodl.writer import (
     DEFAULT_EXAMPLES_PER_SHARD,
-    PIL_MODES,
     label_matrix,
     write_dataset,
     write_encoded_images,
@@ -29,7 +33,6 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 PASS_THROUGH_MODES = {"JPEG": ("L", "RGB"), "PNG": ("L", "RGB", "RGBA", "P", "LA")}
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 SPLITS = ("train", "test")
 
 
@@ -225,30 +228,67 @@ def _check_split(source: Path, train: list[ImageItem], test: list[ImageItem]) ->
                        ", ".join(untrained[:10]))
 
 
-def _read_items(tree: ImageTree, items: list[ImageItem]) -> tuple[list[bytes], list[tuple[int, int]], int]:
-    """Bytes, (height, width) and the dataset's channel count (1 when every image is grayscale, else 3)."""
-    datas, sizes, gray = [], [], True
+@dataclass
+class ReadImages:
+    """The images of one split as they will be stored, and what reading them found."""
+
+    items: list[ImageItem]
+    datas: list[bytes]
+    sizes: list[tuple[int, int]]
+    gray: bool
+    conversions: Counter  # how many images needed each kind of conversion
+    converted: int  # images that needed any
+    skipped: list[str]
+
+
+def _read_items(tree: ImageTree, items: list[ImageItem], skip_bad: bool) -> ReadImages:
+    """Decode every image in full; keep the bytes of plain 8-bit JPEG/PNG and the displayed pixels of the
+    rest. An unreadable image raises naming it, or with `skip_bad` is left out and listed."""
+    read = ReadImages([], [], [], True, Counter(), 0, [])
     for item in items:
-        data = tree.read(item.path)
+        where = f"{tree.source}: {item.path}"
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                sizes.append((image.height, image.width))
-                gray = gray and image.mode in GRAY_MODES
-        except (UnidentifiedImageError, OSError) as error:
-            raise ValueError(f"{tree.source}: {item.path}: not a readable image ({error})") from error
-        datas.append(data)
-    return datas, sizes, 1 if gray else 3
+            displayed = open_displayed(tree.read(item.path), where)
+        except UnreadableImageError as error:
+            if not skip_bad:
+                raise ValueError(f"{error}; fix or remove it, or pass skip_bad=True (--skip-bad)") from None
+            read.skipped.append(item.path)
+            continue
+        data = tree.read(item.path)
+        read.items.append(item)
+        read.datas.append(data if _stored_as_is(data, displayed) else _displayed_png(displayed))
+        read.sizes.append((displayed.image.height, displayed.image.width))
+        read.gray = read.gray and displayed.image.mode == "L"
+        read.conversions.update(displayed.conversions)
+        read.converted += bool(displayed.conversions)
+    return read
 
 
-def _storable(data: bytes, channels: int, where: str) -> bytes:
-    """The image bytes as stored: unchanged for 8-bit JPEG/PNG, else re-encoded as PNG."""
+def _stored_as_is(data: bytes, displayed: DisplayedImage) -> bool:
+    """Whether the file's own bytes show what the viewer shows: an 8-bit JPEG/PNG that needed no conversion."""
+    if displayed.conversions:
+        return False
     with Image.open(io.BytesIO(data)) as image:
-        if image.mode in PASS_THROUGH_MODES.get(image.format or "", ()):
-            return data
-        logger.debug("%s: re-encoding %s/%s as PNG", where, image.format, image.mode)
-        buffer = io.BytesIO()
-        image.convert(PIL_MODES[channels]).save(buffer, format="PNG")
-        return buffer.getvalue()
+        return image.mode in PASS_THROUGH_MODES.get(image.format or "", ())
+
+
+def _displayed_png(displayed: DisplayedImage) -> bytes:
+    """PNG bytes of the displayed 8-bit pixels."""
+    buffer = io.BytesIO()
+    displayed.image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _report_reading(source: Path, splits: list[ReadImages]) -> None:
+    """Warn how many images were converted to what a viewer shows, and which unreadable ones were skipped."""
+    conversions = sum((read.conversions for read in splits), Counter())
+    if conversions:
+        logger.warning("%s: %d image(s) converted as a viewer shows them (%s)", source,
+                       sum(read.converted for read in splits),
+                       ", ".join(f"{what}: {count}" for what, count in sorted(conversions.items())))
+    skipped = [path for read in splits for path in read.skipped]
+    if skipped:
+        logger.warning("%s: %d unreadable image(s) skipped: %s", source, len(skipped), ", ".join(skipped))
 
 
 def convert_image_folder(
@@ -260,6 +300,7 @@ def convert_image_folder(
     shuffle: bool = True,
     seed: int = 0,
     ignore_extra: bool = False,
+    skip_bad: bool = False,
     examples_per_shard: int = DEFAULT_EXAMPLES_PER_SHARD,
     overwrite: bool = False,
 ) -> Path:
@@ -267,7 +308,8 @@ def convert_image_folder(
 
     ``{train,test}/<class>/<img>`` keeps its split (other top-level entries are an error unless
     ``ignore_extra``); a plain ``<class>/<img>`` tree is split per class with ``test_fraction``.
-    Records are shuffled (seeded) unless ``shuffle`` is False. The source is never written to.
+    Records are shuffled (seeded) unless ``shuffle`` is False. The source is never written to. An image
+    that does not decode completely is an error naming it, or with ``skip_bad`` left out and listed.
     """
     source = Path(source)
     name = name or source.stem
@@ -280,20 +322,18 @@ def convert_image_folder(
         rng = np.random.default_rng(seed)
         train = [train[i] for i in rng.permutation(len(train))]
         test = [test[i] for i in rng.permutation(len(test))]
-    train_data, train_sizes, train_channels = _read_items(tree, train)
-    test_data, test_sizes, test_channels = _read_items(tree, test)
-    channels = max(train_channels, test_channels)
-    heights = {h for h, _ in train_sizes + test_sizes}
-    widths = {w for _, w in train_sizes + test_sizes}
-    encoded = {
-        split: [_storable(d, channels, f"{source}: {item.path}") for d, item in zip(datas, items)]
-        for split, datas, items in (("train", train_data, train), ("test", test_data, test))
-    }
+    train_read, test_read = _read_items(tree, train, skip_bad), _read_items(tree, test, skip_bad)
+    _report_reading(source, [train_read, test_read])
+    if train_read.skipped or test_read.skipped:
+        _check_split(tree.source, train_read.items, test_read.items)
+    channels = 1 if train_read.gray and test_read.gray else 3
+    heights = {h for h, _ in train_read.sizes + test_read.sizes}
+    widths = {w for _, w in train_read.sizes + test_read.sizes}
     return write_encoded_images(
         root,
         name,
-        (encoded["train"], label_matrix([index_of[i.label] for i in train], len(class_names), "train")),
-        (encoded["test"], label_matrix([index_of[i.label] for i in test], len(class_names), "test")),
+        (train_read.datas, label_matrix([index_of[i.label] for i in train_read.items], len(class_names), "train")),
+        (test_read.datas, label_matrix([index_of[i.label] for i in test_read.items], len(class_names), "test")),
         row_count=heights.pop() if len(heights) == 1 else -1,
         col_count=widths.pop() if len(widths) == 1 else -1,
         num_channels=channels,

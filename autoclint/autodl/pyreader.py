@@ -6,14 +6,18 @@ when the dataset is opened (see :mod:`autoclint.autodl.records`), then decoded l
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from autoclint.autodl.errors import UndecodableRecordError
 from autoclint.autodl.metadata import AutoDLMetadata
 from autoclint.autodl.records import SplitIndex, decode_example, decode_label, index_split, parse_record
 from autoclint.autodl.tfrecord import read_records
+
+logger = logging.getLogger(__name__)
 
 
 class PyDataset:
@@ -26,12 +30,31 @@ class PyDataset:
         return len(self.index.locations)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return self.pairs(keep_places=False)
+
+    def pairs(self, keep_places: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The pairs in record order; an undecodable record is skipped, or with `keep_places` stands as a
+        black example with a zero label (a test set's predictions must stay in record order)."""
         metadata = self.index.metadata
         output_dim = metadata.get_output_size()
+        blank = np.zeros((1, *(max(size, 1) for size in metadata.get_tensor_size(0))), np.float32)
+        skipped: list[str] = []
         for data, location in zip(read_records(self.index.locations), self.index.locations):
             example = parse_record(data, location)
             where = f"{location.path}: record {location.index}"
-            yield decode_example(example, metadata, where), decode_label(example, output_dim)
+            try:
+                decoded = decode_example(example, metadata, where)
+            except UndecodableRecordError as error:  # one bad image must not cost the rest of the data
+                logger.warning("%s: %s", error, "a black example stands in" if keep_places else "skipped")
+                skipped.append(where)
+                if keep_places:
+                    yield blank.copy(), np.zeros(output_dim, np.float32)
+                continue
+            blank = np.zeros_like(decoded)
+            yield decoded, decode_label(example, output_dim)
+        if skipped:
+            logger.warning("%d undecodable record(s) %s: %s", len(skipped),
+                           "replaced by black examples" if keep_places else "skipped", "; ".join(skipped))
 
 
 class PyAutoDLDataset:

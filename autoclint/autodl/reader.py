@@ -34,6 +34,9 @@ class AutoDLDataset:
         self.index = index_split(dataset_name, validate=validate)
         self.metadata_ = self.index.metadata
         self.dataset_ = self._create_dataset()
+        # read by the model's bridge to name a record that fails to decode (the platform passes this object on)
+        self.dataset_.autodl_record_names = tuple(f"{location.path}: record {location.index}"
+                                                  for location in self.index.locations)
 
     def get_dataset(self) -> tf.data.Dataset:
         """Examples float32 [T, H, W, C] (H/W None if variable) and labels float32 [output_dim], in order."""

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from PIL import Image, UnidentifiedImageError
 
 from autoclint.autodl import proto
-from autoclint.autodl.errors import AutoDLFormatError
+from autoclint.autodl.errors import AutoDLFormatError, UndecodableRecordError
 from autoclint.autodl.metadata import METADATA_FILENAME, AutoDLMetadata
 from autoclint.autodl.tfrecord import RecordLocation, read_records, scan_records
 
@@ -175,7 +175,10 @@ def decode_first_records(metadata: AutoDLMetadata, locations: Sequence[RecordLoc
     of one returning other sizes and the other failing inside TensorFlow during training.
     """
     for data, location in zip(read_records(locations), locations):
-        decode_example(parse_record(data, location), metadata, f"{location.path}: record {location.index}")
+        try:
+            decode_example(parse_record(data, location), metadata, f"{location.path}: record {location.index}")
+        except UndecodableRecordError:  # skipped and named when read, like any later one
+            continue
 
 
 def label_indices(example: proto.SequenceExample) -> list[int]:
@@ -220,8 +223,10 @@ def decode_image(data: bytes, channels: int, where: str) -> np.ndarray:
             if channels == 1 and image.format == "JPEG":
                 image.draft("L", image.size)
             pixels = np.asarray(image.convert(PIL_MODES[channels]), dtype=np.uint8)
+    except AutoDLFormatError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise AutoDLFormatError(f"{where}: undecodable image ({error})") from error
+        raise UndecodableRecordError(f"{where}: undecodable image ({error})") from error
     return pixels.reshape(pixels.shape[0], pixels.shape[1], channels).astype(np.float32) * UINT8_SCALE
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,13 @@ from typing import Callable
 
 from autoclint import metrics
 from autoclint.autodl.errors import AutoDLFormatError
-from autoclint.harness.ingestion import IngestionConfig, IngestionResult, OutputDirError, run_ingestion
+from autoclint.harness.ingestion import (
+    IngestionConfig,
+    IngestionResult,
+    OutputDirError,
+    run_ingestion,
+    with_writable_config_dirs,
+)
 from autoclint.harness.ingestion_worker import NO_PREDICTION
 from autoclint.harness.report import write_reports
 from autoclint.harness.scoring import RunScorer, RunScores, write_scores
@@ -125,6 +132,8 @@ def main(argv: list[str], emit: Callable[[str], None] = logger.info) -> int:
     valid prediction. Status 2: the run could not start (no model.py, bad dataset folder, output folder).
     """
     args = build_parser().parse_args(normalise_arguments(argv))
+    for variable, value in with_writable_config_dirs(dict(os.environ)).items():  # before matplotlib is imported
+        os.environ.setdefault(variable, value)
     dataset_dir = args.dataset_dir
     if dataset_dir is None:
         from autoclint.harness.sample_data import ensure_digits_dataset

@@ -8,6 +8,7 @@ at any moment leaves only complete files behind.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib
 import logging
 import os
@@ -23,6 +24,9 @@ import numpy as np
 from autoclint.harness.scoring import END_FILE, START_FILE, prediction_path
 
 logger = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # prctl option: the signal this process gets when its parent dies
+PARENT_PID_VARIABLE = "AUTOCLINT_INGESTION_PARENT"  # set by the starter kit's parent process
 
 # end.txt key holding, in one line, why ingestion failed or why it wrote no prediction.
 ERROR_KEY = "ingestion_error"
@@ -73,16 +77,46 @@ def import_tensorflow_first() -> None:
         logger.info("TensorFlow not used: %s", error)
 
 
+def die_with_parent() -> None:
+    """Ask Linux to kill this process when the starter kit's process dies, and exit at once when it is
+    already gone: an orphan must never go on writing predictions into an output folder."""
+    expected = os.environ.get(PARENT_PID_VARIABLE)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError) as error:
+            logger.warning("cannot ask to die with the parent process: %s", error)
+    if expected is not None and str(os.getppid()) != expected:
+        logger.error("the starter kit's process (pid %s) is gone: stopping", expected)
+        sys.exit(1)
+
+
 def load_model_class(code_dir: Path):
-    """Import `Model` from `<code_dir>/model.py`, with `code_dir` first on the import path."""
-    model_file = Path(code_dir) / "model.py"
+    """Import `Model` from `<code_dir>/model.py`, with `code_dir` first on the import path.
+
+    When `code_dir` holds its own `autoclint` package (the submission as shipped), the model gets that
+    package, not the one running the starter kit; the package used is logged either way.
+    """
+    code_dir = Path(code_dir).resolve()
+    model_file = code_dir / "model.py"
     if not model_file.is_file():
         raise FileNotFoundError(f"no model.py in the code directory {code_dir}")
-    sys.path.insert(0, str(Path(code_dir).resolve()))
+    if (code_dir / "autoclint" / "__init__.py").is_file():
+        _forget_package("autoclint")
+    sys.path.insert(0, str(code_dir))
     module = importlib.import_module("model")
     if not hasattr(module, "Model"):
         raise AttributeError(f"{model_file} defines no class Model")
+    package = sys.modules.get("autoclint")
+    if package is not None:
+        logger.info("%s uses the autoclint package at %s", model_file, Path(package.__file__).parent)
     return module.Model
+
+
+def _forget_package(name: str) -> None:
+    """Drop an imported package and its modules, so that the next import finds it on the path afresh."""
+    for module_name in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[module_name]
 
 
 def _on_startup_alarm(signum, frame) -> None:
@@ -242,6 +276,7 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the child process; exit status 0 on success, 1 on failure."""
     logging.basicConfig(level=logging.INFO, format="[ingestion %(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    die_with_parent()
     return 0 if run(parse_args(argv)) else 1
 
 
