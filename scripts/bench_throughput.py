@@ -40,7 +40,7 @@ from autoclint.budget import Budget  # noqa: E402
 from autoclint.data.batches import BatchLoader, TrainSampler  # noqa: E402
 from autoclint.data.cache import ExampleCache  # noqa: E402
 from autoclint.config import AUGMENTATIONS, ModelConfig  # noqa: E402
-from autoclint.hardware import Precision, configure_threads, pick_device, worker_count  # noqa: E402
+from autoclint.hardware import Precision, autocast_dtype, configure_threads, pick_device, worker_count  # noqa: E402
 from autoclint.loop import train_one_epoch  # noqa: E402
 from autoclint.session import LoaderSettings, Session, build_session  # noqa: E402
 
@@ -59,10 +59,9 @@ class Metadata:
 
 
 def bare_amp_dtype(device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype of the bare AMP step: bfloat16 where the GPU has it, else float16; None on a CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    """The autocast dtype of the bare AMP step: the trainer's (bfloat16 where the GPU has it natively, else
+    float16); None on a CPU."""
+    return autocast_dtype(device)
 
 
 def bare_images_per_second(size: int, channels: int, batch: int, classes: int, steps: int,
