@@ -8,6 +8,7 @@ spinning OpenMP threads several times slower than one thread fewer.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 from dataclasses import dataclass, field
@@ -113,6 +114,20 @@ class Precision:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def mark(self) -> Optional[torch.cuda.Event]:
+        """A marker of the work queued so far on an asynchronous device (a CUDA event); None on a CPU,
+        where work is done when the call returns."""
+        if self.device.type != "cuda":
+            return None
+        event = torch.cuda.Event()
+        event.record()
+        return event
+
+    def wait(self, marker: Optional[torch.cuda.Event]) -> None:
+        """Wait until the work before `marker` is done (nothing to wait for without one)."""
+        if marker is not None:
+            marker.synchronize()
+
     def describe(self) -> str:
         """One line for the log."""
         dtype = "float32" if self.dtype is None else str(self.dtype).replace("torch.", "")
@@ -200,6 +215,14 @@ class ThreadTuner:
             return None
         self.current = threads
         return threads
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Collect unreachable tensors and give the CUDA caching allocator's free blocks back (after running
+    out of memory); nothing to do on a CPU."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def apply_thread_count(threads: Optional[int]) -> None:
