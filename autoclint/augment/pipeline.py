@@ -153,17 +153,24 @@ class TrivialAugment(Augment):
     def draw(self, rng: np.random.Generator, height: int, width: int) -> tuple[OpDraw, ...]:
         names = tuple(_TRIVIAL_AUGMENT_SPACE)
         name = names[int(rng.integers(len(names)))]
-        magnitudes_for_bins, signed = _TRIVIAL_AUGMENT_SPACE[name]
-        magnitudes = magnitudes_for_bins(self.num_magnitude_bins, height, width)
+        signed = _TRIVIAL_AUGMENT_SPACE[name][1]
+        magnitudes = _trivial_magnitudes(name, self.num_magnitude_bins, height, width)
         if magnitudes is None:
             return ((name, 0.0),)
-        magnitude = float(magnitudes[int(rng.integers(self.num_magnitude_bins))])
+        magnitude = magnitudes[int(rng.integers(self.num_magnitude_bins))]
         if signed and rng.random() < 0.5:
             magnitude = -magnitude
         return ((name, magnitude),)
 
     def __repr__(self) -> str:
         return "TrivialAugment()"
+
+
+@functools.lru_cache(maxsize=256)
+def _trivial_magnitudes(name: str, bins: int, height: int, width: int) -> Optional[tuple[float, ...]]:
+    """TrivialAugmentWide's unsigned magnitude per bin of an op for an image size (None: no magnitude)."""
+    magnitudes = _TRIVIAL_AUGMENT_SPACE[name][0](bins, height, width)
+    return None if magnitudes is None else tuple(float(m) for m in magnitudes)
 
 
 @functools.lru_cache(maxsize=256)
