@@ -38,8 +38,9 @@ class Duration:
     count: int = 0
 
     def add(self, seconds: float) -> None:
-        """Record one measurement."""
-        self.mean = seconds if self.count == 0 else (1.0 - EMA_WEIGHT) * self.mean + EMA_WEIGHT * seconds
+        """Record one measurement. The first one of a kind also pays one-off costs (kernel selection,
+        allocations, new shapes): it stands until the second, which replaces it instead of joining the mean."""
+        self.mean = seconds if self.count <= 1 else (1.0 - EMA_WEIGHT) * self.mean + EMA_WEIGHT * seconds
         self.last = seconds
         self.count += 1
 

@@ -8,6 +8,7 @@ spinning OpenMP threads several times slower than one thread fewer.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 from dataclasses import dataclass, field
@@ -31,8 +32,10 @@ def usable_cores() -> int:
 
 
 def pick_device() -> torch.device:
-    """CUDA when present, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The current CUDA device, with its index (tensors on it report "cuda:0", never "cuda"), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def configure_threads(num_threads: int) -> int:
@@ -60,11 +63,17 @@ def worker_count(requested: int, cores: Optional[int] = None) -> int:
     return max(1, min(MAX_AUTO_WORKERS, cores - 1))
 
 
+NATIVE_BF16_CAPABILITY = (8, 0)
+"""Compute capability from which GPUs run bfloat16 natively (Ampere); older ones only emulate it, slowly."""
+
+
 def autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
-    """Mixed-precision dtype on CUDA (bfloat16 where supported, else float16); None (fp32) on CPU."""
+    """Mixed-precision dtype on CUDA: bfloat16 where the GPU runs it natively (Ampere and later), else
+    float16 with a loss scaler (V100, T4, P100: `is_bf16_supported` also counts emulation); None (fp32) on CPU."""
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    native = torch.cuda.get_device_capability(device) >= NATIVE_BF16_CAPABILITY
+    return torch.bfloat16 if native and torch.cuda.is_bf16_supported() else torch.float16
 
 
 @dataclass
@@ -104,6 +113,20 @@ class Precision:
         """Wait for queued device work, so that measured durations are complete."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def mark(self) -> Optional[torch.cuda.Event]:
+        """A marker of the work queued so far on an asynchronous device (a CUDA event); None on a CPU,
+        where work is done when the call returns."""
+        if self.device.type != "cuda":
+            return None
+        event = torch.cuda.Event()
+        event.record()
+        return event
+
+    def wait(self, marker: Optional[torch.cuda.Event]) -> None:
+        """Wait until the work before `marker` is done (nothing to wait for without one)."""
+        if marker is not None:
+            marker.synchronize()
 
     def describe(self) -> str:
         """One line for the log."""
@@ -194,6 +217,14 @@ class ThreadTuner:
         return threads
 
 
+def release_cached_memory(device: torch.device) -> None:
+    """Collect unreachable tensors and give the CUDA caching allocator's free blocks back (after running
+    out of memory); nothing to do on a CPU."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def apply_thread_count(threads: Optional[int]) -> None:
     """Switch torch's intra-op thread pool to `threads` (None: leave it)."""
     if threads is not None:
@@ -203,6 +234,8 @@ def apply_thread_count(threads: Optional[int]) -> None:
 def describe_machine(device: torch.device, precision: Precision, threads: int, workers: int) -> str:
     """One log line: device, precision, CPU threads, batch workers and pinned memory."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{usable_cores()} CPU cores"
-    return (f"{name}: {precision.describe()}, {threads} intra-op threads, {workers} batch workers, "
+    threads = threads or torch.get_num_threads()  # 0: left to torch (on CUDA), which uses this many
+    return (f"{name}: {precision.describe()}, {threads} intra-op threads, {workers} batch workers "
+            "(1 intra-op thread each), "
             f"pinned memory {'on' if precision.pin_memory else 'off'}")
 

@@ -1,13 +1,17 @@
 """The training loop: one step and one epoch, as plain functions that take everything they touch.
 
 An epoch is a fixed number of steps; it ends early when the next step would not finish before
-`stop_at`. Every step is timed completely (the device is synchronised) and recorded in the budget,
-whose step estimate is what that check uses. The time spent waiting for the next batch is summed, so that
-a slow batch pipeline shows as a share of the epoch.
+`stop_at`. On an asynchronous device (CUDA) the CPU queues one step ahead of the device: after queuing a
+step it waits for the one before, so steps are timed from one finished step to the next (no full
+synchronisation per step) and the deadline check counts the step still running. Step durations are
+recorded in the budget, whose step estimate is what that check uses. The time spent waiting for the next
+batch is summed, so that a slow batch pipeline shows as a share of the epoch. Running out of device
+memory halves the batch (`recover_from_out_of_memory`).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol
@@ -16,14 +20,22 @@ import torch
 from torch import nn
 
 from autoclint.budget import Budget, Kind
-from autoclint.hardware import Precision, ThreadTuner, apply_thread_count
+from autoclint.hardware import Precision, ThreadTuner, apply_thread_count, release_cached_memory
 from autoclint.optim import LRSchedule
+
+logger = logging.getLogger(__name__)
 
 
 class BatchSource(Protocol):
     """Anything that hands out (uint8 examples, float labels) training batches."""
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class ShrinkableBatches(Protocol):
+    """What builds the training batches and can make them smaller (the session)."""
+
+    def halve_batch(self) -> bool: ...
 
 
 @dataclass
@@ -90,21 +102,42 @@ def train_one_epoch(
     """
     net.train()
     total, done, data_wait = torch.zeros((), device=precision.device), 0, 0.0
-    epoch_start = clock()
+    epoch_start = previous_end = clock()
+    queued = None  # the device's marker of the last step queued and not waited for (None on a CPU)
     for _ in range(steps):
         step_start = clock()
-        if done and step_start + step_estimate(budget) >= stop_at:
+        running = step_estimate(budget) if queued is not None else 0.0  # the queued step may still run
+        if done and step_start + running + step_estimate(budget) >= stop_at:
             break
         examples, labels = batches.next_batch()
         data_wait += clock() - step_start
         total += train_step(net, loss_fn, optimizer, schedule, examples, labels, precision)
-        precision.synchronize()
-        seconds = clock() - step_start
+        marker = precision.mark()
+        precision.wait(queued)  # the step before has finished: at most one step stays queued
+        queued = marker
+        step_end = clock()
+        seconds, previous_end = step_end - previous_end, step_end
         if budget.count(Kind.STEP) or done:
             budget.record(Kind.STEP, seconds)
         if tuner is not None:
             apply_thread_count(tuner.observe(seconds))
         done += 1
+    precision.synchronize()
     mean_loss = float(total) / max(1, done)
     schedule.end_epoch(mean_loss)
     return EpochResult(done, mean_loss, clock() - epoch_start, data_wait)
+
+
+def recover_from_out_of_memory(error: BaseException, session: Optional[ShrinkableBatches],
+                               device: torch.device) -> bool:
+    """After the device ran out of memory: free what the failed call held, halve the training batch and
+    go on (logged). False for any other error, or when the batch cannot shrink further."""
+    if not isinstance(error, torch.OutOfMemoryError) or session is None:
+        return False
+    logger.warning("%s ran out of memory: %s", device, str(error).splitlines()[0] if str(error) else "")
+    error.__traceback__ = None  # its frames hold the failed step's tensors
+    release_cached_memory(device)
+    if not session.halve_batch():
+        return False
+    logger.warning("training goes on with half the batch after running out of device memory")
+    return True

@@ -7,6 +7,7 @@ holds out the validation set and builds the network. The session owns its backgr
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -89,6 +90,17 @@ class Session:
     def _set_loader_transform(self) -> None:
         if self.loader is not None:
             self.loader.set_transform(None if self.augment is None else self.augment.augment_batch)
+
+    def halve_batch(self) -> bool:
+        """Build training batches half as large from now on, as many more per epoch (after the device ran
+        out of memory); False when a batch is a single example already."""
+        if self.plan.batch_size <= 1:
+            return False
+        self.close_loader()
+        self.plan = dataclasses.replace(self.plan, batch_size=self.plan.batch_size // 2,
+                                        steps_per_epoch=2 * self.plan.steps_per_epoch)
+        logger.info("training batches of %d examples, %d per epoch", self.plan.batch_size, self.plan.steps_per_epoch)
+        return True
 
     def close_loader(self) -> None:
         """Stop the batch workers (they are restarted on demand)."""

@@ -46,7 +46,7 @@ from autoclint.hardware import (
     seed_everything,
     worker_count,
 )
-from autoclint.loop import step_estimate, train_one_epoch
+from autoclint.loop import recover_from_out_of_memory, step_estimate, train_one_epoch
 from autoclint.metrics import nauc
 from autoclint.predictor import Predictor
 from autoclint.session import LoaderSettings, Session, build_session
@@ -113,7 +113,9 @@ class Trainer:
         try:
             self._train_slice(dataset)
             self._failures = 0
-        except Exception:
+        except Exception as error:
+            if recover_from_out_of_memory(error, self.session, self.device):
+                return
             logger.exception("training call failed; predictions continue from the last good checkpoint")
             self._failures += 1
             if self.session is not None:

@@ -10,6 +10,10 @@ turn within each round, with the share of the trainer's time spent waiting for b
 the bare step (the AMP one when measured; target >= 0.9), and the seconds from Model() to the first
 prediction on scikit-learn's digits (1797 8×8 images; target <= 15 s). `--json` writes it all to a file.
 On a CPU `--amp` is skipped: the trainer runs float32 there, so the fp32 step is its reference.
+
+It also times the standalone batch pipeline (cache -> flip -> augmentation -> uint8 batch, no network)
+with 1 and 2 worker threads, one line each: `pipeline <side>px <augmentation> workers=<n>: <img/s> img/s`;
+`--pipeline_only` prints just those lines for `--size`, without and with the searched-like policy.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from autoclint.augment import CIFAR10_ARCHIVE, Augment, make_augment  # noqa: E402
 from autoclint.augment.pipeline import sample_sub_policies  # noqa: E402
 from autoclint.budget import Budget  # noqa: E402
+from autoclint.data.batches import BatchLoader, TrainSampler  # noqa: E402
+from autoclint.data.cache import ExampleCache  # noqa: E402
 from autoclint.config import AUGMENTATIONS, ModelConfig  # noqa: E402
-from autoclint.hardware import Precision, configure_threads, pick_device, worker_count  # noqa: E402
+from autoclint.hardware import Precision, autocast_dtype, configure_threads, pick_device, worker_count  # noqa: E402
 from autoclint.loop import train_one_epoch  # noqa: E402
 from autoclint.session import LoaderSettings, Session, build_session  # noqa: E402
 
@@ -53,10 +59,9 @@ class Metadata:
 
 
 def bare_amp_dtype(device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype of the bare AMP step: bfloat16 where the GPU has it, else float16; None on a CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    """The autocast dtype of the bare AMP step: the trainer's (bfloat16 where the GPU has it natively, else
+    float16); None on a CPU."""
+    return autocast_dtype(device)
 
 
 def bare_images_per_second(size: int, channels: int, batch: int, classes: int, steps: int,
@@ -151,6 +156,47 @@ def use_augment(session: Session, augment: Augment | None) -> None:
     session.install_augment(augment)
 
 
+PIPELINE_WORKERS = (1, 2)
+PIPELINE_WARMUP_BATCHES = 5
+
+
+def random_cache(count: int, size: int, channels: int, classes: int) -> ExampleCache:
+    """An example cache of random uint8 images [1, size, size, channels] with one-hot labels."""
+    rng = np.random.default_rng(0)
+    cache = ExampleCache((1, size, size, channels), classes, capacity=count)
+    labels = np.eye(classes, dtype=np.float32)
+    for index in range(count):
+        cache.append(rng.integers(0, 256, (1, size, size, channels), dtype=np.uint8), labels[index % classes])
+    return cache
+
+
+def pipeline_images_per_second(cache: ExampleCache, batch_size: int, workers: int, augment: Augment | None,
+                               seconds: float) -> float:
+    """img/s of the batch workers alone: cache -> flip -> augmentation -> uint8 batch, no network."""
+    sampler = TrainSampler(cache, np.empty(0, dtype=np.int64), seed=0)
+    with BatchLoader(cache, sampler, batch_size, workers=workers, queue_size=2 * workers) as loader:
+        loader.set_transform(None if augment is None else augment.augment_batch)
+        for _ in range(PIPELINE_WARMUP_BATCHES):
+            loader.next_batch()
+        start, images = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            images += len(loader.next_batch()[0])
+        return images / (time.perf_counter() - start)
+
+
+def measure_pipeline(size: int, channels: int, classes: int, batch_size: int, strategies: list[str],
+                     seconds: float, examples: int = 2000) -> dict[str, float]:
+    """The standalone pipeline's img/s per augmentation and worker count, each printed as it comes."""
+    cache = random_cache(examples, size, channels, classes)
+    results = {}
+    for strategy in strategies:
+        for workers in PIPELINE_WORKERS:
+            rate = pipeline_images_per_second(cache, batch_size, workers, benchmark_augment(strategy), seconds)
+            results[f"{size}px {strategy} workers={workers}"] = rate
+            print(f"pipeline {size}px {strategy} workers={workers}: {rate:.0f} img/s", flush=True)
+    return results
+
+
 def first_prediction_seconds() -> float:
     """Seconds from Model() to the first prediction on the digits data set, through the platform API."""
     from sklearn.datasets import load_digits
@@ -196,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, default=None, help="write every figure to this file")
     parser.add_argument("--no_first_prediction", action="store_true",
                         help="skip the digits first-prediction timing")
+    parser.add_argument("--pipeline_only", action="store_true",
+                        help="only the standalone batch pipeline (no network) at --size: 1 and 2 workers, "
+                        "no augmentation and the searched-like policy")
+    parser.add_argument("--pipeline_seconds", type=float, default=3.0,
+                        help="seconds each standalone pipeline measurement runs (0: skip it in a full run)")
     parser.add_argument("--verbose", action="store_true")
     return parser
 
@@ -208,6 +259,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
     device = pick_device()
     threads = configure_threads(0)
+    if args.pipeline_only:
+        pipeline = measure_pipeline(args.size, args.channels, args.classes, args.batch_size, ["none", "searched"],
+                                    args.pipeline_seconds)
+        results = dict(pipeline_images_per_second=pipeline, threads=threads)
+        if args.json is not None:
+            args.json.write_text(json.dumps(results, indent=1))
+        return results
     config = ModelConfig(pretrained=False, loader_workers=args.workers, batch_size=args.batch_size,
                          steps_per_epoch=args.steps_per_epoch)
     precision = Precision.for_device(device)
@@ -255,6 +313,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
                              batch_size=plan.batch_size, steps_per_epoch=plan.steps_per_epoch),
                    rounds=len(bare["bare_fp32"]), epochs=args.epochs, examples=args.examples)
     print_results(results)
+    if args.pipeline_seconds > 0:
+        results["pipeline_images_per_second"] = measure_pipeline(
+            plan.height, plan.channels, args.classes, plan.batch_size, ["none", *args.augment], args.pipeline_seconds)
     if not args.no_first_prediction:
         results["first_prediction_s"] = first_prediction_seconds()
         print(f"time from Model() to first prediction on digits: {results['first_prediction_s']:.2f} s")

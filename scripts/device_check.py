@@ -52,7 +52,7 @@ UCMERCED_FILE = "ucmerced_64.zip"
 CIFAR_PREPARED = (5000, 1000)  # train / test examples kept in device_data/
 UCMERCED_SCALE = 4  # ~256 px aerial images -> ~64 px, the few smaller ones a little less: variable sizes
 CPU_NOTE = "no CUDA: CPU run with tiny sizes"
-TARGETS = {"trainer_searched_ratio": 0.9, "first_prediction_s": 5.0}
+TARGETS = {"trainer_searched_ratio": 0.9, "first_prediction_s": 5.0, "searched_data_wait_share": 0.10}
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class Sizes:
     bench_rounds: int
     bench_epochs: int
     bench_time_limit_s: float  # no new measuring round after this (a slow pipeline still gives figures)
+    bench_pipeline_s: float  # seconds of each standalone batch pipeline measurement (per augmentation, workers)
     bench_timeout_s: float
     starter_kit_budget_s: float
     total_s: float  # what the whole check should take at most; optional extras are skipped past it
@@ -75,10 +76,12 @@ class Sizes:
 
 GPU_SIZES = Sizes(cifar_train=5000, cifar_test=1000, ucmerced_per_class=None, bench_examples=5000,
                   bench_batch_size=64, bench_steps_per_epoch=0, bench_rounds=3, bench_epochs=10,
-                  bench_time_limit_s=45.0, bench_timeout_s=150.0, starter_kit_budget_s=120.0, total_s=360.0)
+                  bench_time_limit_s=45.0, bench_pipeline_s=2.0, bench_timeout_s=170.0, starter_kit_budget_s=120.0,
+                  total_s=360.0)
 CPU_SIZES = Sizes(cifar_train=600, cifar_test=200, ucmerced_per_class=4, bench_examples=64,
                   bench_batch_size=8, bench_steps_per_epoch=2, bench_rounds=1, bench_epochs=1,
-                  bench_time_limit_s=0.0, bench_timeout_s=90.0, starter_kit_budget_s=20.0, total_s=120.0)
+                  bench_time_limit_s=0.0, bench_pipeline_s=0.2, bench_timeout_s=90.0, starter_kit_budget_s=20.0,
+                  total_s=120.0)
 BENCH_SIDES = (32, 64)
 WAIT_SHARE_FOR_MORE_WORKERS = 0.05  # on CUDA, a searched run waiting longer than this is re-measured
 EXTRA_BENCH_SETUP_S = 20.0  # start-up, data and warm-up of a benchmark run, besides its rounds
@@ -294,7 +297,7 @@ def bench(out: Path, work: Path, sizes: Sizes, side: int, workers: int = 0, tag:
                "--steps_per_epoch", str(sizes.bench_steps_per_epoch),
                "--rounds", str(rounds or sizes.bench_rounds),
                "--epochs", str(sizes.bench_epochs), "--time_limit_s", str(sizes.bench_time_limit_s),
-               "--workers", str(workers), "--amp", "--augment", "searched", "--no_first_prediction",
+               "--pipeline_seconds", str(sizes.bench_pipeline_s), "--workers", str(workers), "--amp", "--augment", "searched", "--no_first_prediction",
                "--json", str(figures)]
     run_logged(command, out / f"{name}.log", sizes.bench_timeout_s)
     return json.loads(figures.read_text())
@@ -427,6 +430,10 @@ def verdicts(summary: dict) -> dict[str, str]:
         ratio = figures.get("ratios", {}).get(f"trainer_searched/{figures.get('reference')}")
         fast_enough = verdict(ratio, lambda r: r >= TARGETS["trainer_searched_ratio"])
         found[f"trainer_searched_vs_bare_{side}"] = fast_enough if summary["cuda"] else NOT_JUDGED
+        waits = figures.get("data_wait_share", {}).get("trainer_searched")
+        wait = None if not waits else float(np.median(waits))
+        gpu_fed = verdict(wait, lambda w: w < TARGETS["searched_data_wait_share"])
+        found[f"gpu_waits_under_10pct_searched_{side}"] = gpu_fed if summary["cuda"] else NOT_JUDGED
     kit = summary["steps"].get("starter_kit", {})
     first = kit.get("first_prediction_s")
     found["first_prediction"] = verdict(first, lambda s: s <= TARGETS["first_prediction_s"])
@@ -464,6 +471,8 @@ def summary_lines(summary: dict) -> list[str]:
             lines.append("  ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in figures["ratios"].items())
                          + "; waiting for batches: "
                          + ", ".join(f"{k} {100 * v:.1f}%" for k, v in waits.items()))
+            for case, rate in figures.get("pipeline_images_per_second", {}).items():
+                lines.append(f"  pipeline {case}: {rate:.0f} img/s")
     kit = steps.get("starter_kit", {})
     if "alc" in kit:
         first = kit["first_prediction_s"]

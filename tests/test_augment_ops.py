@@ -1,6 +1,6 @@
-"""Ops and augmentation callables: torchvision-equal on RGB/grey (tensor and PIL kernels), shape/dtype
-kept for any channel count, one draw per video, one per batch sample, deterministic, thread-safe and
-picklable, and no torch kernel on the pixels of grey/RGB batches (the PIL path of the batch workers)."""
+"""Ops and augmentation callables: batched per-sample ops equal to torchvision's per-image AutoAugment
+ops, one tensor call per op and batch, shape/dtype kept for any channel count, one draw per video, one
+per batch sample, deterministic, thread-safe and picklable."""
 
 import pickle
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +13,7 @@ from torch.utils._pytree import tree_leaves
 from torchvision.transforms.v2 import AutoAugment, InterpolationMode, TrivialAugmentWide
 from torchvision.transforms.v2 import functional as F
 
-from autoclint.augment.ops import OP_NAMES, apply_op, apply_op_to_pil, apply_ops_with_pil
+from autoclint.augment.ops import OP_NAMES, apply_op, apply_ops_batch
 from autoclint.augment.pipeline import (
     AugmentStrategy,
     IdentityAugment,
@@ -37,61 +37,73 @@ def smooth_images(*shape: int, seed: int = 0) -> torch.Tensor:
     return (ramp + noise).clamp(0, 255).to(torch.uint8)
 
 
+BLEND_OPS = {"Color", "Sharpness"}
+"""torchvision blends these with a fused multiply-add; a per-sample factor rounds once more, so a pixel
+right at a level's edge may truncate one level lower or higher."""
+
+
+def torchvision_op(image: torch.Tensor, name: str, magnitude: float) -> torch.Tensor:
+    """What torchvision's AutoAugment does to one tensor image (or video) for one op."""
+    reference = AutoAugment()
+    return reference._apply_image_or_video_transform(
+        image, name, magnitude, interpolation=InterpolationMode.NEAREST, fill=reference._fill
+    )
+
+
+def assert_matches_torchvision(out: torch.Tensor, expected: torch.Tensor, name: str) -> None:
+    """Equal, or for the blend ops at most one level off on at most 5% of the values."""
+    difference = (out.int() - expected.int()).abs()
+    if name in BLEND_OPS:
+        assert int(difference.max()) <= 1 and float((difference > 0).float().mean()) <= 0.05
+    else:
+        assert torch.equal(out, expected)
+
+
 @pytest.mark.parametrize("name", [n for n in OP_NAMES if n != "Identity"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_ops_equal_torchvisions_autoaugment_ops(name, channels):
     image = smooth_images(channels, 12, 10)
-    reference = AutoAugment()
-    expected = reference._apply_image_or_video_transform(
-        image, name, MAGNITUDES[name], interpolation=InterpolationMode.NEAREST, fill=reference._fill
-    )
-    assert torch.equal(apply_op(image, name, MAGNITUDES[name]), expected)
+    assert_matches_torchvision(apply_op(image, name, MAGNITUDES[name]), torchvision_op(image, name, MAGNITUDES[name]),
+                               name)
 
 
-def torchvision_on_pil(image: torch.Tensor, ops) -> torch.Tensor:
-    """What torchvision's AutoAugment does to the PIL version of a [C, H, W] image for these ops."""
-    reference = AutoAugment()
-    pil = F.to_pil_image(image)
-    for name, magnitude in ops:
-        pil = reference._apply_image_or_video_transform(
-            pil, name, magnitude, interpolation=InterpolationMode.NEAREST, fill=reference._fill
-        )
-    return F.pil_to_tensor(pil)
-
-
-@pytest.mark.parametrize("name", [n for n in OP_NAMES if n != "Identity"])
-@pytest.mark.parametrize("channels", [1, 3])
-def test_pil_path_equals_torchvisions_autoaugment_on_pil_images(name, channels):
-    image = smooth_images(channels, 32, 30)  # Pillow's Equalize leaves images under 255 pixels alone
-    expected = torchvision_on_pil(image, [(name, MAGNITUDES[name])])
-    assert torch.equal(expected, image) == (name == "Color" and channels == 1)  # saturation of grey: none
-    assert torch.equal(torch.from_numpy(apply_ops_with_pil(image.numpy(), [(name, MAGNITUDES[name])])), expected)
-
-
-def test_pil_path_rejects_what_pil_cannot_hold():
-    with pytest.raises(ValueError, match=r"C in \(1, 3\)"):
-        apply_ops_with_pil(np.zeros((4, 8, 8), np.uint8), [("Invert", 0.0)])
-    with pytest.raises(ValueError, match="uint8"):
-        apply_ops_with_pil(np.zeros((3, 8, 8), np.float32), [("Invert", 0.0)])
-    with pytest.raises(TypeError, match="PIL image"):
-        apply_op_to_pil(torch.zeros(3, 8, 8, dtype=torch.uint8), "Invert", 0.0)
+@pytest.mark.parametrize("space", [AutoAugment._AUGMENTATION_SPACE, TrivialAugmentWide._AUGMENTATION_SPACE],
+                         ids=["autoaugment", "trivialaugment"])
+@pytest.mark.parametrize("shape", [(3, 32, 30), (1, 17, 20), (2, 3, 16, 16)], ids=["rgb", "grey", "video"])
+def test_one_call_with_a_magnitude_per_sample_equals_torchvision_on_each_sample(space, shape):
+    bins = 10 if space is AutoAugment._AUGMENTATION_SPACE else 31
+    for name, (magnitudes_for_bins, signed) in space.items():
+        magnitudes = magnitudes_for_bins(bins, shape[-2], shape[-1])
+        values = [0.0] if magnitudes is None else [float(m) for m in magnitudes]
+        values += [-v for v in values] if signed else []
+        batch = smooth_images(len(values), *shape, seed=len(values))
+        draws = [((name, value),) for value in values]
+        out = apply_ops_batch(batch, draws)
+        expected = torch.stack([torchvision_op(sample, name, value) for sample, value in zip(batch, values)])
+        assert_matches_torchvision(out, expected, name)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("factory", [lambda: PolicyAugment(CIFAR10_ARCHIVE, 0), lambda: TrivialAugment(0)])
-def test_grey_and_rgb_batches_are_augmented_as_torchvision_does_pil_images(channels, factory):
-    batch = smooth_images(24, channels, 12, 10)
+def test_batches_are_augmented_as_torchvision_augments_each_sample_with_its_draw(channels, factory):
+    batch = smooth_images(48, channels, 12, 10)
     augment = factory()
     out = augment.augment_batch(batch, rng=np.random.default_rng(5))
-    rng = np.random.default_rng(5)
-    draws = [augment.draw(rng, 12, 10) for _ in range(len(batch))]
-    assert sum(bool(draw) for draw in draws) > 6
+    draws = augment.draw_batch(np.random.default_rng(5), len(batch), 12, 10)
+    assert sum(bool(draw) for draw in draws) > 12
     for sample, draw, augmented in zip(batch, draws, out):
-        assert torch.equal(augmented, torchvision_on_pil(sample, draw))
+        expected = sample
+        for name, magnitude in draw:
+            expected = torchvision_op(expected, name, magnitude)
+        blended = any(name in BLEND_OPS for name, _ in draw)
+        assert_matches_torchvision(augmented, expected, "Color" if blended else "")
 
 
-NO_KERNEL_OPS = {"aten.lift_fresh.default", "aten.detach.default"}
-"""How torch.from_numpy shows under a dispatch mode: wrapping an array, no computation."""
+def test_augmenting_leaves_the_input_batch_as_it_was():
+    batch = smooth_images(32, 3, 12, 10)
+    before = batch.clone()
+    out = PolicyAugment(CIFAR10_ARCHIVE, 0).augment_batch(batch)
+    assert not torch.equal(out, batch) and torch.equal(batch, before)
 
 
 class PixelKernelRecorder(TorchDispatchMode):
@@ -104,24 +116,27 @@ class PixelKernelRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         leaves = tree_leaves((args, kwargs or {}))
-        large = any(isinstance(leaf, torch.Tensor) and leaf.numel() >= self.min_numel for leaf in leaves)
-        if large and str(func) not in NO_KERNEL_OPS:
+        if any(isinstance(leaf, torch.Tensor) and leaf.numel() >= self.min_numel for leaf in leaves):
             self.ops.append(str(func))
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("shape", [(16, 3, 12, 10), (16, 1, 12, 10), (4, 3, 3, 12, 10)])
-def test_grey_and_rgb_batches_run_no_torch_kernel_on_the_pixels(shape):
-    batch = smooth_images(*shape)
-    augment = make_augment("random", num_random=25, seed=0)
-    with PixelKernelRecorder(min_numel=120) as recorder:
-        out = augment.augment_batch(batch)
-    assert not torch.equal(out, batch)
-    assert recorder.ops == []
-    other = smooth_images(16, 4, 12, 10)  # no PIL mode for 4 channels: the tensor kernels run
-    with PixelKernelRecorder(min_numel=120) as recorder:
-        augment.augment_batch(other)
-    assert recorder.ops
+def pixel_kernels(augment, batch_size: int) -> int:
+    """How many torch kernels touch pixel-sized tensors while augmenting a batch (once every geometric
+    op's pixel map, computed once per size, is cached)."""
+    batch = smooth_images(batch_size, 3, 12, 10)
+    make_augment("trivialaugment", seed=1).augment_batch(smooth_images(2048, 3, 12, 10))
+    with PixelKernelRecorder(min_numel=360) as recorder:
+        augment.augment_batch(batch)
+    return len(recorder.ops)
+
+
+@pytest.mark.parametrize("factory", [lambda: make_augment("random", num_random=25, seed=0), lambda: TrivialAugment(0)])
+def test_kernel_calls_per_batch_do_not_grow_with_the_batch(factory):
+    # one call per op and batch: 8 times the samples, about as many kernels (not 8 times as many)
+    small, large = pixel_kernels(factory(), 64), pixel_kernels(factory(), 512)
+    assert 0 < large < 1.5 * small
+    assert large < 512
 
 
 @pytest.mark.parametrize("name", OP_NAMES)

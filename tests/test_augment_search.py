@@ -234,3 +234,40 @@ def test_search_with_a_real_evaluator_never_keeps_what_does_not_help():
     assert result.baseline_score == pytest.approx(1.0)
     assert result.kept == [] and result.chosen == ()
     assert any(c.score < 1.0 for c in result.candidates)
+
+
+def test_the_search_and_the_batch_workers_augment_through_the_same_code(monkeypatch):
+    """Candidates are scored on images made by the very ops code that makes the training batches."""
+    import threading
+
+    import autoclint.augment.pipeline as pipeline
+    from autoclint.data.batches import BatchLoader, TrainSampler
+    from autoclint.data.cache import ExampleCache
+
+    applied = []
+    original = pipeline.apply_ops_batch
+
+    def recording(batch, draws):
+        applied.append(threading.current_thread().name)
+        return original(batch, draws)
+
+    monkeypatch.setattr(pipeline, "apply_ops_batch", recording)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (16, 3, 12, 12), dtype=torch.uint8, generator=generator)
+    labels = np.eye(2)[np.arange(16) % 2]
+    augment = PolicyAugment(CIFAR10_ARCHIVE, 0)
+    scored = []
+    evaluate = ValidationEvaluator(lambda batch: scored.append(batch) or np.full((len(batch), 2), 0.5), images,
+                                   labels, binary_nauc, seed=3)
+    evaluate(augment)
+    assert applied == ["MainThread"]
+    expected = original(images, augment.draw_batch(np.random.default_rng(3), 16, 12, 12))
+    assert torch.equal(torch.cat(scored), expected) and not torch.equal(expected, images)
+
+    cache = ExampleCache((1, 12, 12, 3), 2, capacity=16)
+    for image, label in zip(images, labels):
+        cache.append(image.permute(1, 2, 0)[None].numpy(), label.astype(np.float32))
+    with BatchLoader(cache, TrainSampler(cache, np.empty(0, np.int64), 0), 16, flip=False) as loader:
+        loader.set_transform(augment.augment_batch)
+        loader.next_batch()
+    assert len(applied) >= 2 and applied[1].startswith("autoclint-batches")

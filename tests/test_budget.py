@@ -87,3 +87,17 @@ def test_training_stops_in_time_for_a_test_pass_on_a_slowing_machine():
 def test_a_margin_below_one_is_refused():
     with pytest.raises(ValueError, match="duration_margin"):
         Budget(safety_margin_s=1.0, duration_margin=0.5)
+
+
+@pytest.mark.parametrize("kind", [Kind.FORWARD, Kind.TEST_PASS, Kind.STEP])
+def test_a_first_call_with_one_off_costs_does_not_weigh_on_later_estimates(kind):
+    """The first pass also selects kernels and allocates for new shapes: the second replaces it."""
+    budget = Budget(safety_margin_s=0.0, duration_margin=1.0, now=FakeClock())
+    budget.record(kind, 10.0, units=100)  # cold: 0.1 s per unit
+    assert budget.measured(kind) == pytest.approx(0.1)  # all there is to plan with, until the next
+    budget.record(kind, 1.0, units=100)  # warm: 0.01 s per unit
+    assert budget.measured(kind) == pytest.approx(0.01)
+    budget.record(kind, 2.0, units=100)  # from then on, a running mean (and a slower one shows at once)
+    assert budget.measured(kind) == pytest.approx(0.02)
+    budget.record(kind, 1.0, units=100)
+    assert budget.measured(kind) == pytest.approx(0.9 * (0.9 * 0.01 + 0.1 * 0.02) + 0.1 * 0.01)

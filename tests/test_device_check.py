@@ -83,8 +83,10 @@ def test_without_any_data_file_random_images_are_written_and_read_back(check, tm
     assert 56 <= variable["train_sides"][0] < variable["train_sides"][1] <= 72
 
 
-def summary_with(cuda: bool, ratio: float, first: float, duration: float, killed: bool = False) -> dict:
-    bench = {"reference": "bare_amp", "ratios": {"trainer_searched/bare_amp": ratio}}
+def summary_with(cuda: bool, ratio: float, first: float, duration: float, killed: bool = False,
+                 wait: float = 0.05) -> dict:
+    bench = {"reference": "bare_amp", "ratios": {"trainer_searched/bare_amp": ratio},
+             "data_wait_share": {"trainer_searched": [wait, wait]}}
     kit = {"first_prediction_s": first, "budget_s": 120.0, "killed_at_budget": killed,
            "ingestion_success": True, "ingestion_duration_s": duration}
     return {"cuda": cuda, "steps": {"bench_32": bench, "bench_64": bench, "starter_kit": kit}}
@@ -92,9 +94,10 @@ def summary_with(cuda: bool, ratio: float, first: float, duration: float, killed
 
 def test_targets_are_judged_from_the_figures(check):
     assert check.verdicts(summary_with(True, 0.95, 3.0, 110.0)) == {
-        "trainer_searched_vs_bare_32": "met", "trainer_searched_vs_bare_64": "met", "first_prediction": "met",
+        "trainer_searched_vs_bare_32": "met", "gpu_waits_under_10pct_searched_32": "met",
+        "trainer_searched_vs_bare_64": "met", "gpu_waits_under_10pct_searched_64": "met", "first_prediction": "met",
         "no_budget_overrun": "met"}
-    missed = check.verdicts(summary_with(True, 0.7, 9.0, 121.0))
+    missed = check.verdicts(summary_with(True, 0.7, 9.0, 121.0, wait=0.1))
     assert set(missed.values()) == {"MISSED"}
     assert check.verdicts(summary_with(True, 0.95, 3.0, 100.0, killed=True))["no_budget_overrun"] == "MISSED"
 
@@ -102,6 +105,7 @@ def test_targets_are_judged_from_the_figures(check):
 def test_a_cpu_run_does_not_judge_throughput_and_a_missing_step_is_not_measured(check):
     on_cpu = check.verdicts(summary_with(False, 0.5, 3.0, 110.0))
     assert on_cpu["trainer_searched_vs_bare_32"] == "not judged on a CPU"
+    assert on_cpu["gpu_waits_under_10pct_searched_64"] == "not judged on a CPU"
     assert on_cpu["first_prediction"] == "met"
     nothing = check.verdicts({"cuda": True, "steps": {}})
     assert set(nothing.values()) == {"not measured"}
@@ -136,6 +140,7 @@ def gpu_shaped_summary() -> dict:
              "ratios": {"trainer_none/bare_amp": 0.958, "trainer_searched/bare_amp": 0.583},
              "data_wait_share": {"trainer_none": [0.01], "trainer_searched": [0.35]},
              "workers": 4, "rounds": 1,
+             "pipeline_images_per_second": {"32px none workers=1": 150000.0, "32px searched workers=2": 30000.0},
              "plan": {"height": 32, "width": 32, "channels": 3, "batch_size": 64, "steps_per_epoch": 30}}
     kit = {"budget_s": 120.0, "reader": "TensorFlow-free", "alc": 0.61, "final_nauc": 0.8, "predictions": 9,
            "first_prediction_s": 2.5, "ingestion_duration_s": 100.0, "killed_at_budget": False,
@@ -155,11 +160,14 @@ def test_a_gpu_run_is_summed_up_in_lines_with_its_verdicts(check):
     summary = gpu_shaped_summary()
     summary["targets"] = check.verdicts(summary)
     assert summary["targets"] == {"trainer_searched_vs_bare_32": "MISSED",
+                                  "gpu_waits_under_10pct_searched_32": "MISSED",
                                   "trainer_searched_vs_bare_64": "not measured",
+                                  "gpu_waits_under_10pct_searched_64": "not measured",
                                   "first_prediction": "met", "no_budget_overrun": "met"}
     text = "\n".join(check.summary_lines(summary))
     assert "bare_amp 12000 img/s" in text and "trainer_searched/bare_amp 0.583" in text
     assert "trainer_searched 35.0%" in text and "bench_32_workers15" in text
+    assert "pipeline 32px searched workers=2: 30000 img/s" in text
     assert "1500 MiB allocated / 2048 MiB reserved by torch, 2600 MiB by nvidia-smi" in text
     assert "FAILED bench_64: RuntimeError: out of time" in text
 
@@ -229,7 +237,11 @@ def test_the_check_runs_every_step_on_a_cpu_and_writes_its_summary(tmp_path):
     assert 0.0 < kit["first_prediction_s"] <= kit["budget_s"] and -1.0 <= kit["alc"] <= 1.0
     assert kit["gpu_memory_peak_mib_torch_allocated"] is None and "CPU cores" in kit["machine"]
     assert set(summary["targets"]) == {"trainer_searched_vs_bare_32", "trainer_searched_vs_bare_64",
+                                       "gpu_waits_under_10pct_searched_32", "gpu_waits_under_10pct_searched_64",
                                        "first_prediction", "no_budget_overrun"}
+    for side in (32, 64):  # the standalone pipeline: 1 and 2 workers, without and with the searched policy
+        assert len(steps[f"bench_{side}"]["pipeline_images_per_second"]) == 4
+    assert "pipeline 32px searched workers=2:" in (out / "summary.txt").read_text()
     files = sorted(path.name for path in out.iterdir())
     assert all(path.is_file() for path in out.iterdir())
     assert len(files) <= 8  # the most files the GPU machine sends back

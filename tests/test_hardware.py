@@ -14,12 +14,48 @@ def test_worker_count_comes_from_the_cores_unless_set():
     assert worker_count(2, cores=16) == 2
 
 
-def test_cpu_precision_is_plain_float32_and_cuda_gets_mixed_precision():
+def fake_gpu(monkeypatch, capability: tuple[int, int], bf16_supported: bool = True) -> None:
+    """Make torch report a CUDA GPU of a compute capability (`is_bf16_supported` counts emulation too)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16_supported)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: f"GPU sm_{capability[0]}{capability[1]}")
+
+
+def test_cpu_precision_is_plain_float32_and_cuda_gets_mixed_precision(monkeypatch):
     cpu = Precision.for_device(torch.device("cpu"))
     assert cpu.dtype is None and not cpu.channels_last and not cpu.pin_memory
     assert not cpu.scaler.is_enabled()
     inputs = cpu.to_input(torch.full((2, 3, 4, 4), 255, dtype=torch.uint8))
     assert inputs.dtype == torch.float32 and torch.all(inputs == 1.0)
+    # CUDA: bfloat16 without a loss scaler where the GPU runs it natively (Ampere: 8.0 and later) ...
+    for capability in ((8, 0), (9, 0)):
+        fake_gpu(monkeypatch, capability)
+        ampere = Precision.for_device(hardware.pick_device())
+        assert ampere.dtype == torch.bfloat16 and ampere.channels_last and ampere.pin_memory
+        assert not ampere.scaler.is_enabled()
+    # ... float16 with a GradScaler before it (V100 7.0, T4 7.5, P100 6.0), even though torch says
+    # bfloat16 is "supported" there: it is emulated, several times slower
+    for capability in ((6, 0), (7, 0), (7, 5)):
+        fake_gpu(monkeypatch, capability, bf16_supported=True)
+        older = Precision.for_device(hardware.pick_device())
+        assert older.dtype == torch.float16 and older.channels_last and older.pin_memory
+        assert older.scaler.is_enabled()
+
+
+def test_the_cuda_device_carries_its_index_so_tensors_on_it_compare_equal(monkeypatch):
+    fake_gpu(monkeypatch, (8, 0))
+    assert hardware.pick_device() == torch.device("cuda:0")
+    assert hardware.pick_device() != torch.device("cuda")  # what tensors never report
+
+
+def test_the_machine_line_reports_the_intra_op_threads_torch_uses_on_cuda(monkeypatch):
+    fake_gpu(monkeypatch, (9, 0))
+    device = hardware.pick_device()
+    line = hardware.describe_machine(device, Precision.for_device(device), 0, 3)
+    assert f" {torch.get_num_threads()} intra-op threads" in line and " 0 intra-op" not in line
+    assert "3 batch workers (1 intra-op thread each)" in line and line.startswith("GPU sm_90: cuda:0, bfloat16")
 
 
 def test_bfloat16_autocast_and_channels_last_work_on_cpu():

@@ -123,7 +123,9 @@ def test_searched_policy_runs_on_the_frozen_best_model_and_is_installed(caplog, 
         else:
             assert trainer.session.augment is None
         # every evaluation: uint8 validation tensor on the device, no grad, network in eval mode
-        assert calls and all(call == (torch.uint8, trainer.device) for call in calls)
+        # (devices compared as tensors know them: torch.device("cuda") is "cuda:0" once something is on it)
+        on_device = torch.empty(0, device=trainer.device).device
+        assert calls and all(call == (torch.uint8, on_device) for call in calls)
         assert forwards and all(forward == (False, False) for forward in forwards)
         assert "policy search plan" in caplog.text and "policy search:" in caplog.text
     finally:

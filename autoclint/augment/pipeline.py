@@ -6,13 +6,13 @@ random draw) or, through `augment_batch`, a batch [N, ...] with an independent d
 random draws come from a seeded numpy Generator guarded by a lock (thread-safe, deterministic for a
 given seed and call order) or from a generator passed to the call; objects pickle with their state.
 
-Grey and RGB samples on the CPU go through the PIL kernels of the same torchvision ops (as AutoAugment
-on PIL images), converted with numpy: the batch workers then never start an OpenMP team of their own
-to compete with the training step for the cores. Other channel counts use the tensor kernels."""
+The draws are applied by `apply_ops_batch`: one tensor call per op and batch, on whatever device the
+batch is, so that the batch workers (CPU) and the policy search (CPU or GPU) run the same code."""
 
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import threading
 from typing import Optional, Sequence, Union
@@ -21,16 +21,13 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import TrivialAugmentWide
 
-from autoclint.augment.ops import PIL_CHANNELS, apply_op, apply_ops_with_pil, check_uint8_images
+from autoclint.augment.ops import OpDraw, apply_ops_batch, check_uint8_images
 from autoclint.augment.policies import CIFAR10_ARCHIVE, SubPolicy, is_signed, op_magnitude
 from autoclint.config import AUGMENTATIONS
 
 logger = logging.getLogger(__name__)
 
 RandomSource = Union[np.random.Generator, int, None]
-OpDraw = tuple[str, float]
-"""One op to apply: its name and signed magnitude."""
-
 _TRIVIAL_AUGMENT_SPACE = TrivialAugmentWide._AUGMENTATION_SPACE
 
 
@@ -58,51 +55,35 @@ class Augment:
         """Augment one uint8 image [C, H, W] or video [T, C, H, W] (one draw for all frames);
         `rng` overrides the object's own generator for this call."""
         check_uint8_images(sample)
-        height, width = sample.shape[-2:]
-        (draw,) = self._draws(1, height, width, rng)
-        return self._apply(sample, draw)
+        batch = sample.unsqueeze(0)
+        augmented = self.augment_batch(batch, rng)
+        return sample if augmented is batch else augmented[0]
 
     def augment_batch(self, batch: torch.Tensor, rng: Optional[np.random.Generator] = None) -> torch.Tensor:
-        """Augment each sample of a uint8 batch [N, C, H, W] or [N, T, C, H, W] with its own draw
-        (returns the batch itself when no op fires for any sample)."""
+        """Augment each sample of a uint8 batch [N, C, H, W] or [N, T, C, H, W] with its own draw, one
+        tensor call per op (returns the batch itself when no op fires for any sample)."""
         check_uint8_images(batch)
         if batch.ndim < 4:
             raise ValueError(f"augment_batch expects [N, C, H, W] or [N, T, C, H, W], got shape {tuple(batch.shape)}")
         height, width = batch.shape[-2:]
-        draws = self._draws(batch.shape[0], height, width, rng)
-        if not any(draws):
-            return batch
-        if takes_pil_path(batch):
-            array = batch.numpy()
-            result = array.copy()
-            for index, draw in enumerate(draws):
-                if draw:
-                    result[index] = self._apply_with_pil(array[index], draw)
-            return torch.from_numpy(result)
-        return torch.stack([self._apply(sample, draw) for sample, draw in zip(batch, draws)])
+        return apply_ops_batch(batch, self._draws(batch.shape[0], height, width, rng))
 
     def _draws(
         self, count: int, height: int, width: int, rng: Optional[np.random.Generator]
     ) -> list[tuple[OpDraw, ...]]:
         """Draw the ops of `count` samples from the given generator, or from our own under the lock."""
         if rng is not None:
-            return [self.draw(rng, height, width) for _ in range(count)]
+            return self.draw_batch(rng, count, height, width)
         with self._lock:
-            return [self.draw(self._rng, height, width) for _ in range(count)]
+            return self.draw_batch(self._rng, count, height, width)
+
+    def draw_batch(self, rng: np.random.Generator, count: int, height: int, width: int) -> list[tuple[OpDraw, ...]]:
+        """The ops of `count` samples of the given size (one `draw` each unless a subclass draws them at once)."""
+        return [self.draw(rng, height, width) for _ in range(count)]
 
     def draw(self, rng: np.random.Generator, height: int, width: int) -> tuple[OpDraw, ...]:
         """The ops (name, signed magnitude) to apply to one sample of the given size."""
         raise NotImplementedError
-
-    def _apply(self, sample: torch.Tensor, draw: tuple[OpDraw, ...]) -> torch.Tensor:
-        if draw and takes_pil_path(sample):
-            return torch.from_numpy(self._apply_with_pil(sample.numpy(), draw))
-        for name, magnitude in draw:
-            sample = apply_op(sample, name, magnitude)
-        return sample
-
-    def _apply_with_pil(self, sample: np.ndarray, draw: tuple[OpDraw, ...]) -> np.ndarray:
-        return apply_ops_with_pil(sample, draw)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -112,11 +93,6 @@ class Augment:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
-
-
-def takes_pil_path(images: torch.Tensor) -> bool:
-    """Whether uint8 images [..., C, H, W] are augmented as PIL images: grey or RGB, in CPU memory."""
-    return images.device.type == "cpu" and images.shape[-3] in PIL_CHANNELS
 
 
 class IdentityAugment(Augment):
@@ -143,16 +119,24 @@ class PolicyAugment(Augment):
                 raise TypeError(f"PolicyAugment expects SubPolicy items, got {type(sub_policy).__name__}")
 
     def draw(self, rng: np.random.Generator, height: int, width: int) -> tuple[OpDraw, ...]:
-        sub_policy = self.sub_policies[int(rng.integers(len(self.sub_policies)))]
-        chosen = []
-        for op in sub_policy.ops:
-            if not rng.random() < op.probability:
-                continue
-            magnitude = op_magnitude(op, height, width)
-            if is_signed(op.name) and rng.random() < 0.5:
-                magnitude = -magnitude
-            chosen.append((op.name, magnitude))
-        return tuple(chosen)
+        return self.draw_batch(rng, 1, height, width)[0]
+
+    def draw_batch(self, rng: np.random.Generator, count: int, height: int, width: int) -> list[tuple[OpDraw, ...]]:
+        """Per sample: a sub-policy, whether each of its ops fires and each op's sign, drawn for the
+        whole batch in three generator calls."""
+        chosen = rng.integers(len(self.sub_policies), size=count)
+        fires = rng.random((count, 2))
+        negative = rng.random((count, 2)) < 0.5
+        table = _signed_op_table(self.sub_policies, height, width)
+        draws = []
+        for sample in range(count):
+            ops = table[chosen[sample]]
+            draws.append(tuple(
+                (name, -magnitude if signed and negative[sample, slot] else magnitude)
+                for slot, (name, magnitude, signed, probability) in enumerate(ops)
+                if fires[sample, slot] < probability
+            ))
+        return draws
 
     def __repr__(self) -> str:
         return f"PolicyAugment({len(self.sub_policies)} sub-policies)"
@@ -169,17 +153,35 @@ class TrivialAugment(Augment):
     def draw(self, rng: np.random.Generator, height: int, width: int) -> tuple[OpDraw, ...]:
         names = tuple(_TRIVIAL_AUGMENT_SPACE)
         name = names[int(rng.integers(len(names)))]
-        magnitudes_for_bins, signed = _TRIVIAL_AUGMENT_SPACE[name]
-        magnitudes = magnitudes_for_bins(self.num_magnitude_bins, height, width)
+        signed = _TRIVIAL_AUGMENT_SPACE[name][1]
+        magnitudes = _trivial_magnitudes(name, self.num_magnitude_bins, height, width)
         if magnitudes is None:
             return ((name, 0.0),)
-        magnitude = float(magnitudes[int(rng.integers(self.num_magnitude_bins))])
+        magnitude = magnitudes[int(rng.integers(self.num_magnitude_bins))]
         if signed and rng.random() < 0.5:
             magnitude = -magnitude
         return ((name, magnitude),)
 
     def __repr__(self) -> str:
         return "TrivialAugment()"
+
+
+@functools.lru_cache(maxsize=256)
+def _trivial_magnitudes(name: str, bins: int, height: int, width: int) -> Optional[tuple[float, ...]]:
+    """TrivialAugmentWide's unsigned magnitude per bin of an op for an image size (None: no magnitude)."""
+    magnitudes = _TRIVIAL_AUGMENT_SPACE[name][0](bins, height, width)
+    return None if magnitudes is None else tuple(float(m) for m in magnitudes)
+
+
+@functools.lru_cache(maxsize=256)
+def _signed_op_table(
+    sub_policies: tuple[SubPolicy, ...], height: int, width: int
+) -> tuple[tuple[tuple[str, float, bool, float], ...], ...]:
+    """Per sub-policy, its ops as (name, unsigned magnitude, signed, probability) for an image size."""
+    return tuple(
+        tuple((op.name, op_magnitude(op, height, width), is_signed(op.name), op.probability) for op in sub_policy.ops)
+        for sub_policy in sub_policies
+    )
 
 
 def make_augment(

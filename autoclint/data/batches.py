@@ -141,6 +141,9 @@ class BatchLoader:
         return batch, target
 
     def _work(self, index: int) -> None:
+        # One intra-op thread per worker (the setting is per thread): the workers run in parallel with
+        # each other and with the training step instead of each starting a team over every core.
+        torch.set_num_threads(1)
         rng = np.random.default_rng([self._seed, index])
         while not self._stop.is_set():
             try:

@@ -78,7 +78,10 @@ class AutoClintNet(nn.Module):
             features = self.temporal(features.view(batch, frames, -1))
         else:
             features = self.backbone(self.stem(x))
-        return self.fc(features) / self.tau
+        # The classifier and τ in float32, outside autocast: scores, NAUC and the TTA and blend choices
+        # are computed from these logits, which bfloat16 would round to 8 bits of mantissa.
+        with torch.autocast(features.device.type, enabled=False):
+            return self.fc(features.float()) / self.tau
 
 
 def build_network(plan: Plan, config: ModelConfig) -> AutoClintNet:
