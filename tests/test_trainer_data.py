@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 
-from autoclint.config import ModelConfig
+from autoclint.budget import Kind
 from autoclint.trainer import Trainer
 from tests.test_trainer import FAST, Metadata, easy_task
 
@@ -145,5 +145,33 @@ def test_training_stops_once_the_learning_rate_saturates(caplog):
         assert trainer.done_training and trainer.budget.time_left() > 500.0  # stopped by saturation, not time
         assert schedule.lr < schedule.initial_lr * config.min_lr_ratio
         assert caplog.text.count("training loss plateaued") >= 2
+    finally:
+        trainer.close()
+
+
+def test_flip_tta_chosen_for_a_checkpoint_is_used_at_test_time_and_dropped_when_time_is_short(caplog):
+    pairs, _ = easy_task(60)
+    test, _ = easy_task(20, seed=1)
+    trainer = Trainer(Metadata(60, 3), NETWORK_ONLY)
+    try:
+        for _ in range(10):  # until the network beats chance (else the class priors are predicted)
+            trainer.train(pairs, remaining_time_budget=60.0)
+            if trainer.session.best.nauc > 0.2:
+                break
+        best = trainer.session.best
+        assert best.nauc > 0.2
+        best.use_tta = False
+        plain = trainer.test(test, remaining_time_budget=60.0)
+        best.use_tta, best.version = True, best.version + 1  # validation found that flip TTA helps
+        with caplog.at_level(logging.INFO):
+            mirrored = trainer.test(test, remaining_time_budget=60.0)
+        assert "test pass with flip TTA" in caplog.text and not np.allclose(mirrored, plain)
+        caplog.clear()
+        best.version += 1  # the same weights, predicted again with time for one pass but not two
+        trainer.budget.record(Kind.TEST_PASS, 1.0)
+        with caplog.at_level(logging.INFO):
+            short = trainer.test(test, remaining_time_budget=2.5)
+        assert "test pass:" in caplog.text and "flip TTA" not in caplog.text
+        np.testing.assert_allclose(short, plain, atol=1e-6)
     finally:
         trainer.close()
