@@ -1,4 +1,5 @@
-"""Shared test fixtures: where the real datasets are, skipping cleanly when they are absent (failing in CI)."""
+"""Shared test fixtures: where the real datasets are, skipping cleanly when they are absent (failing in
+CI)."""
 
 import importlib.util
 import os

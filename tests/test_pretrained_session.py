@@ -1,6 +1,7 @@
 """A run with ImageNet weights: a generated file in torchvision's format (right keys and shapes) is found in
 each place of the lookup order, loaded by the session, and the paper's settings are kept (τ = 8, five
-warm-up epochs, its learning rate); a corrupt or mismatched file gives one warning and the scratch settings."""
+warm-up epochs, its learning rate); a corrupt or mismatched file gives one warning and the scratch
+settings."""
 
 import logging
 
@@ -14,7 +15,8 @@ from autoclint.nn.weights import WEIGHTS_ENV
 from autoclint.trainer import Trainer
 from tests.test_trainer import Metadata, easy_task
 
-CONFIG = ModelConfig(first_slice_s=0.3, safety_margin_s=0.5, num_threads=1)  # the paper's settings, pretrained
+# the paper's settings, pretrained
+CONFIG = ModelConfig(first_slice_s=0.3, safety_margin_s=0.5, num_threads=1)
 FILE_NAME = weights_file_name("resnet18")
 
 
@@ -81,15 +83,14 @@ def test_the_lookup_order_is_env_then_models_then_the_hub_cache(places, monkeypa
     for seed, place in enumerate(("env", "models", "hub")):
         torch.save(stand_in_weights(seed), paths[place])
     monkeypatch.setenv(WEIGHTS_ENV, str(paths["env"]))
-    expected = ["env", "models", "hub"]
-    while expected:
+    for seed, place in enumerate(("env", "models", "hub")):
         trainer, session = first_session(code_dir, caplog)
         trainer.close()
-        place = expected.pop(0)
         assert f"from {paths[place]}" in caplog.text, place
-        assert torch.equal(session.net.backbone.conv1.weight.cpu(), stand_in_weights(("env", "models", "hub")
-                                                                                     .index(place))["conv1.weight"])
+        loaded = session.net.backbone.conv1.weight.cpu()
+        assert torch.equal(loaded, stand_in_weights(seed)["conv1.weight"]), place
         paths[place].unlink()  # gone: the next place is looked in
+        caplog.clear()
         caplog.clear()
 
 
