@@ -1,6 +1,7 @@
 """The Trainer on large and odd data: the streaming validation split above `small_dataset` examples, labels
 stored in class order, an unknown data set size, label columns that disagree with the metadata, three
-failed calls in a row, no validation set, and a learning rate that saturates."""
+failed calls in a row, no validation set, a learning rate that saturates; flip TTA and the blend at test
+time."""
 
 import logging
 import threading
@@ -8,7 +9,9 @@ import threading
 import numpy as np
 
 from autoclint.budget import Kind
+from autoclint.metrics import nauc
 from autoclint.trainer import Trainer
+from tests.test_network_learns import digits_split
 from tests.test_trainer import FAST, Metadata, easy_task
 
 NETWORK_ONLY = FAST.replace(fast_learner=False)
@@ -173,5 +176,26 @@ def test_flip_tta_chosen_for_a_checkpoint_is_used_at_test_time_and_dropped_when_
             short = trainer.test(test, remaining_time_budget=2.5)
         assert "test pass:" in caplog.text and "flip TTA" not in caplog.text
         np.testing.assert_allclose(short, plain, atol=1e-6)
+    finally:
+        trainer.close()
+
+
+def test_the_trainer_chooses_a_blend_when_it_beats_both_on_validation(caplog):
+    """Digits with the fast learner fitted on 60 examples: blending in the network's first checkpoints scores
+    better on validation than either alone, and the Trainer predicts that blend."""
+    train, test, solution = digits_split()
+    config = NETWORK_ONLY.replace(fast_learner=True, fast_learner_max_examples=60, scratch_lr_per_64=0.01,
+                                  slice_growth=1.0)
+    trainer = Trainer(Metadata(len(train), 10), config)
+    try:
+        with caplog.at_level(logging.INFO, logger="autoclint.trainer"):
+            for _ in range(12):
+                trainer.train(train, remaining_time_budget=600.0)
+                prediction = trainer.test(test, remaining_time_budget=600.0)
+                if "predicting from the blend" in caplog.text:
+                    break
+        assert "predicting from the blend (network weight" in caplog.text
+        assert trainer.fast is not None and trainer.session.best.version >= 1
+        assert nauc(solution, prediction) > 0.9
     finally:
         trainer.close()
