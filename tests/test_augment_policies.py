@@ -8,16 +8,28 @@ from torchvision.transforms.v2 import AutoAugment, AutoAugmentPolicy
 from autoclint.augment.policies import CIFAR10_ARCHIVE, Op, SubPolicy, is_signed, load_archive, op_magnitude
 
 
-def test_archive_is_torchvisions_cifar10_policy():
-    expected = AutoAugment(AutoAugmentPolicy.CIFAR10)._policies
-    assert len(CIFAR10_ARCHIVE) == 25
-    as_tuples = [
-        ((sp.first.name, sp.first.probability, sp.first.magnitude),
-         (sp.second.name, sp.second.probability, sp.second.magnitude))
-        for sp in CIFAR10_ARCHIVE
-    ]
-    assert as_tuples == list(expected)
+# Sub-policies of AutoAugment's CIFAR-10 policy (Cubuk et al. 2019) by position, written out independently of
+# the archive: (name, probability, magnitude bin) pairs, magnitude None for ops without one.
+PUBLISHED_CIFAR10 = {
+    0: (("Invert", 0.1, None), ("Contrast", 0.2, 6)),
+    4: (("AutoContrast", 0.5, None), ("Equalize", 0.9, None)),
+    9: (("Contrast", 0.6, 7), ("Sharpness", 0.6, 5)),
+    14: (("Solarize", 0.5, 2), ("Invert", 0.0, None)),
+    19: (("Brightness", 0.1, 3), ("Color", 0.7, 0)),
+    24: (("TranslateY", 0.7, 9), ("AutoContrast", 0.9, None)),
+}
+
+
+def test_archive_is_autoaugments_cifar10_policy():
+    assert len(CIFAR10_ARCHIVE) == 25 and len(set(CIFAR10_ARCHIVE)) == 25
     assert all(isinstance(sp, SubPolicy) for sp in CIFAR10_ARCHIVE)
+    for position, (first, second) in PUBLISHED_CIFAR10.items():
+        assert CIFAR10_ARCHIVE[position] == SubPolicy(Op(*first), Op(*second)), position
+    for sub_policy in CIFAR10_ARCHIVE:
+        for op in (sub_policy.first, sub_policy.second):
+            assert 0.0 <= op.probability <= 1.0 and round(op.probability * 10) == op.probability * 10
+            assert op.magnitude is None or op.magnitude in range(10)
+            is_signed(op.name)  # an op of AutoAugment's search space
 
 
 def test_other_torchvision_policies_load():

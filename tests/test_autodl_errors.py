@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from autoclint.autodl import tf_available
 from autoclint.autodl.errors import AutoDLFormatError
 from autoclint.autodl.layout import find_dataset
 from autoclint.autodl.metadata import METADATA_FILENAME, AutoDLMetadata
@@ -19,12 +20,12 @@ from autoclint.autodl.writer import make_record, write_dataset
 
 def _readers():
     """The reader classes available here (the tf.data one only when TensorFlow is installed)."""
-    readers = [PyAutoDLDataset]
-    try:
-        from autoclint.autodl.reader import AutoDLDataset
-    except ImportError:
-        return readers
-    return readers + [AutoDLDataset]
+    if not tf_available():
+        return [PyAutoDLDataset, pytest.param(None, id="AutoDLDataset", marks=pytest.mark.skip(
+            reason="TensorFlow is not installed: no tf.data reader to check"))]
+    from autoclint.autodl.reader import AutoDLDataset
+
+    return [PyAutoDLDataset, AutoDLDataset]
 
 
 @pytest.fixture(params=_readers(), ids=lambda cls: cls.__name__)

@@ -47,8 +47,18 @@ def test_clear_import_error_without_tensorflow():
 def test_tensorflow_sees_no_gpu_and_torchvision_imports_after_it():
     pytest.importorskip("tensorflow")
     result = _run("""
+        import tensorflow
+        hidden = []  # a CPU build sees no GPU anyway: record that tf_import asks TensorFlow to hide them
+        real_set_visible_devices = tensorflow.config.set_visible_devices
+
+        def set_visible_devices(devices, device_type=None):
+            hidden.append((list(devices), device_type))
+            return real_set_visible_devices(devices, device_type)
+
+        tensorflow.config.set_visible_devices = set_visible_devices
         from autoclint.autodl import tf_import
         tf = tf_import()
+        assert hidden == [([], "GPU")], hidden
         assert tf.config.get_visible_devices("GPU") == []
         import torchvision  # the order the AutoDL ingestion uses must not crash
     """)

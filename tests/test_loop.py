@@ -126,10 +126,17 @@ def test_an_epoch_reports_the_time_spent_waiting_for_batches(monkeypatch):
 
 
 def test_batches_that_are_ready_cost_no_waiting_time(monkeypatch):
+    """Steps take a second each on the test's clock, batches none: none of the step time counts as waiting."""
     clock = SteppingClock()
-    monkeypatch.setattr(loop_module, "train_step", lambda *args: torch.zeros(()))
+
+    def step_taking_a_second(*args):
+        clock.time += 1.0
+        return torch.zeros(())
+
+    monkeypatch.setattr(loop_module, "train_step", step_taking_a_second)
     net, loss_fn, optimizer, schedule = tiny_parts()
     result = train_one_epoch(net, loss_fn, optimizer, schedule, FixedBatches(),
                              Precision(torch.device("cpu")), steps=3, budget=Budget(0.0, 1.0),
                              stop_at=math.inf, clock=clock)
-    assert result.steps == 3 and result.data_wait_s == 0.0 and result.data_wait_share == 0.0
+    assert result.steps == 3 and result.seconds == pytest.approx(3.0)
+    assert result.data_wait_s == 0.0 and result.data_wait_share == 0.0

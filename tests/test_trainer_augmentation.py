@@ -92,7 +92,22 @@ def test_no_trigger_below_the_threshold(selection_calls):
         trainer.close()
 
 
-def test_searched_policy_runs_on_the_frozen_best_model_and_is_installed(caplog, monkeypatch):
+def shift_augmented_scores(monkeypatch, shift):
+    """The trainer's validation evaluator, with every augmented score moved by `shift` (the unaugmented one
+    as measured): +1 makes every candidate beat it, -1 none."""
+    original = trainer_module.ValidationEvaluator
+
+    class Shifted(original):
+        def __call__(self, augment):
+            score = super().__call__(augment)
+            return score if augment is None else score + shift
+
+    monkeypatch.setattr(trainer_module, "ValidationEvaluator", Shifted)
+
+
+def searched_run(caplog, monkeypatch):
+    """Two training calls with the search triggered at once; returns the trainer and the FrozenScorer calls
+    (dtype and device of each batch, grad mode and training flag of each forward pass)."""
     train, _ = easy_task(60)
     trainer = Trainer(Metadata(60, 3), TRIGGER_AT_ONCE.replace(augmentation="searched"))
     calls, forwards = [], []
@@ -108,26 +123,41 @@ def test_searched_policy_runs_on_the_frozen_best_model_and_is_installed(caplog, 
         return original(scorer, images)
 
     monkeypatch.setattr(trainer_module.FrozenScorer, "__call__", recording)
+    with caplog.at_level(logging.INFO):
+        trainer.train(train, remaining_time_budget=20.0)
+        trainer.train(train, remaining_time_budget=20.0)
+    return trainer, calls, forwards
+
+
+def test_searched_policy_runs_on_the_frozen_best_model_and_is_installed(caplog, monkeypatch):
+    shift_augmented_scores(monkeypatch, +1.0)
+    trainer, calls, forwards = searched_run(caplog, monkeypatch)
     try:
-        with caplog.at_level(logging.INFO):
-            trainer.train(train, remaining_time_budget=20.0)
-            trainer.train(train, remaining_time_budget=20.0)
         selection = trainer.augmentation
         assert selection is not None and selection.search is not None and not selection.search.skipped
         search = selection.search
-        assert 2 <= len(search.candidates) <= 6
-        assert all(candidate.score > search.baseline_score for candidate in search.kept)
-        if search.chosen:
-            assert isinstance(trainer.session.augment, PolicyAugment)
-            assert trainer.session.augment.sub_policies == search.chosen
-        else:
-            assert trainer.session.augment is None
+        assert 2 <= len(search.candidates) <= 6 and len(search.kept) == len(search.candidates)
+        assert search.chosen  # the top candidates' sub-policies, merged
+        assert isinstance(trainer.session.augment, PolicyAugment)
+        assert trainer.session.augment.sub_policies == search.chosen
         # every evaluation: uint8 validation tensor on the device, no grad, network in eval mode
         # (devices compared as tensors know them: torch.device("cuda") is "cuda:0" once something is on it)
         on_device = torch.empty(0, device=trainer.device).device
         assert calls and all(call == (torch.uint8, on_device) for call in calls)
         assert forwards and all(forward == (False, False) for forward in forwards)
-        assert "policy search plan" in caplog.text and "policy search:" in caplog.text
+        assert "policy search plan" in caplog.text and "training on augmented data from now on" in caplog.text
+    finally:
+        trainer.close()
+
+
+def test_a_search_where_no_candidate_beats_the_unaugmented_score_installs_nothing(caplog, monkeypatch):
+    shift_augmented_scores(monkeypatch, -1.0)
+    trainer, calls, _ = searched_run(caplog, monkeypatch)
+    try:
+        search = trainer.augmentation.search
+        assert search is not None and not search.skipped and len(search.candidates) >= 2
+        assert search.kept == [] and search.chosen == () and calls
+        assert trainer.session.augment is None and "training continues unaugmented" in caplog.text
     finally:
         trainer.close()
 
