@@ -15,8 +15,9 @@ import itertools
 import logging
 import re
 import sys
+from functools import partial
 from types import ModuleType
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -107,25 +108,32 @@ def _blank_like(previous: Pair | None, spec: Any) -> Pair:
     return np.zeros(shape, np.float32), np.zeros(label_spec.shape.as_list(), np.float32)
 
 
-def _iterate_eager_dataset(tf: ModuleType, dataset: Any, skipped: SkippedRecords) -> Iterator[Pair]:
-    """Iterate an eager tf.data dataset, going past elements that fail to decode."""
-    iterator = iter(dataset.as_numpy_iterator())
+def _past_undecodable(tf: ModuleType, next_pair: Callable[[], Pair], end: type[Exception], spec: Any,
+                      skipped: SkippedRecords) -> Iterator[Pair]:
+    """Pairs from `next_pair` until it raises `end`, going past elements that fail to decode (named, and
+    replaced by a black example when places are kept)."""
     position, previous = 0, None
     while True:
         try:
-            example, label = next(iterator)
-        except StopIteration:
+            example, label = next_pair()
+        except end:
             break
         except tf.errors.OpError as error:
             skipped.add(tf, error, position)
             position += 1
             if skipped.keep_places:
-                yield _blank_like(previous, dataset.element_spec)
+                yield _blank_like(previous, spec)
             continue
         previous = np.asarray(example), np.asarray(label)
         position += 1
         yield previous
     skipped.report()
+
+
+def _iterate_eager_dataset(tf: ModuleType, dataset: Any, skipped: SkippedRecords) -> Iterator[Pair]:
+    """Iterate an eager tf.data dataset, going past elements that fail to decode."""
+    iterator = iter(dataset.as_numpy_iterator())
+    yield from _past_undecodable(tf, iterator.__next__, StopIteration, dataset.element_spec, skipped)
 
 
 def _iterate_graph_dataset(tf: ModuleType, dataset: Any, graph: Any,
@@ -143,23 +151,9 @@ def _iterate_graph_dataset(tf: ModuleType, dataset: Any, graph: Any,
         next_element = tf.compat.v1.data.make_one_shot_iterator(dataset).get_next()
     session = tf.compat.v1.Session(graph=graph)
     skipped = skipped or SkippedRecords(dataset, keep_places=False)
-    position, previous = 0, None
     try:
-        while True:
-            try:
-                example, label = session.run(next_element)
-            except tf.errors.OutOfRangeError:
-                skipped.report()
-                return
-            except tf.errors.OpError as error:
-                skipped.add(tf, error, position)
-                position += 1
-                if skipped.keep_places:
-                    yield _blank_like(previous, dataset.element_spec)
-                continue
-            previous = np.asarray(example), np.asarray(label)
-            position += 1
-            yield previous
+        yield from _past_undecodable(tf, partial(session.run, next_element), tf.errors.OutOfRangeError,
+                                     dataset.element_spec, skipped)
     finally:
         session.close()
 
