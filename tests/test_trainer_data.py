@@ -174,7 +174,7 @@ def test_flip_tta_chosen_for_a_checkpoint_is_used_at_test_time_and_dropped_when_
         trainer.budget.record(Kind.TEST_PASS, 1.0)
         with caplog.at_level(logging.INFO):
             short = trainer.test(test, remaining_time_budget=2.5)
-        assert "test pass:" in caplog.text and "flip TTA" not in caplog.text
+        assert "test pass:" in caplog.text and "test pass with flip TTA" not in caplog.text
         np.testing.assert_allclose(short, plain, atol=1e-6)
     finally:
         trainer.close()
