@@ -12,21 +12,11 @@ import pytest
 
 from autoclint.config import ModelConfig
 from autoclint.trainer import Trainer
+from tests.test_trainer import Metadata
 
 # the default safety margin (3 s) on purpose: the runaway came from budgets below and near it
 TINY = ModelConfig(pretrained=False, num_threads=1)
 MAX_CALLS = 20
-
-
-class Metadata:
-    def __init__(self, size, classes):
-        self._size, self._classes = size, classes
-
-    def size(self):
-        return self._size
-
-    def get_output_size(self):
-        return self._classes
 
 
 class TickingClock:

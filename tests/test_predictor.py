@@ -10,17 +10,7 @@ from autoclint.early import FastLearner, FastLearnerSettings
 from autoclint.hardware import Precision
 from autoclint.predictor import PRIORS, Predictor
 from autoclint.trainer import Trainer
-
-
-class Metadata:
-    def __init__(self, classes: int, size: int) -> None:
-        self.classes, self.count = classes, size
-
-    def get_output_size(self) -> int:
-        return self.classes
-
-    def size(self) -> int:
-        return self.count
+from tests.test_trainer import Metadata
 
 
 def two_class_pairs(count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -82,7 +72,7 @@ def test_fast_learner_prediction_converts_raw_examples_in_chunks(monkeypatch):
 def test_model_test_and_the_predictor_give_the_same_probabilities():
     config = ModelConfig(pretrained=False, augmentation="none", num_threads=1, safety_margin_s=0.5)
     train, test = two_class_pairs(200, 1), two_class_pairs(30, 2)
-    trainer = Trainer(Metadata(2, len(train)), config)
+    trainer = Trainer(Metadata(len(train), 2), config)
     try:
         for _ in range(3):  # the fast learner's quick fit, then the network's first checkpoints
             trainer.train(train, remaining_time_budget=60)
