@@ -16,6 +16,8 @@ def test_autoclint_ablations_run_the_repository_model_with_a_seeded_config():
         "tau=0.5": {"tau": 0.5},
         "aug=none": {"augmentation": "none"},
         "aug=trivialaugment": {"augmentation": "trivialaugment"},
+        "no_fast_learner+aug=random": {"fast_learner": False, "augmentation": "random"},
+        "no_fast_learner + resnet34": {"fast_learner": False, "arch": "resnet34"},
     }
     for name, overrides in cases.items():
         method = parse_method(name)
@@ -45,6 +47,10 @@ def test_baselines_use_the_bundled_code_directories_without_a_config():
     ("tau=abc", "tau must be a number"),
     ("tau=-1", "positive"),
     ("aug=cutout", "augmentation must be one of"),
+    ("no_fast_learner+linear", "only ablations of autoclint"),
+    ("plain_finetune+resnet34", "only ablations of autoclint"),
+    ("resnet34+", "only ablations"),
+    ("aug=none+aug=random", "augmentation is set twice"),
 ])
 def test_bad_method_names_are_rejected_with_a_clear_error(name, message):
     with pytest.raises(ValueError, match=message):

@@ -32,7 +32,7 @@ DEFAULT_PRESET = "autoclint"
 METHOD_SYNTAX = (
     "autoclint, no_pretrain, tau=<x>, resnet34, no_fast_learner, fast_learner_only, no_scratch_settings, "
     "aug=none|random|searched|trivialaugment, plain_finetune, "
-    "zero, linear"
+    "zero, linear; autoclint ablations join with + (no_fast_learner+aug=none)"
 )
 
 
@@ -75,8 +75,13 @@ def _parse_tau(name: str, text: str) -> float:
 
 
 def parse_method(name: str) -> Method:
-    """Turn a method name into a Method; unknown names raise ValueError listing the accepted syntax."""
+    """Turn a method name into a Method; unknown names raise ValueError listing the accepted syntax.
+
+    Ablations of the default preset join with `+` (`no_fast_learner+resnet34`): their overrides are merged,
+    and two parts that set one field differently are refused."""
     name = name.strip()
+    if "+" in name:
+        return combined_method(name)
     if name in BASELINES:
         return Method(name, baseline=name)
     if name in FIXED_ABLATIONS:
@@ -92,6 +97,21 @@ def parse_method(name: str) -> Method:
             raise ValueError(f"method {name!r}: augmentation must be one of {choices}")
         return Method(name, overrides={"augmentation": value})
     raise ValueError(f"unknown method {name!r}; accepted: {METHOD_SYNTAX}")
+
+
+def combined_method(name: str) -> Method:
+    """The ablations of the default preset named by `a+b+…`, applied together."""
+    overrides: dict[str, Any] = {}
+    for part in (piece.strip() for piece in name.split("+")):
+        method = parse_method(part) if part else None
+        if method is None or method.baseline or method.preset != DEFAULT_PRESET:
+            raise ValueError(f"method {name!r}: only ablations of {DEFAULT_PRESET} can be joined with +, "
+                             f"not {part!r}")
+        for key, value in method.overrides.items():
+            if overrides.get(key, value) != value:
+                raise ValueError(f"method {name!r}: {key} is set twice, to {overrides[key]!r} and {value!r}")
+            overrides[key] = value
+    return Method(name, overrides=overrides)
 
 
 def parse_method_list(text: str) -> list[Method]:
