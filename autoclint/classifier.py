@@ -185,7 +185,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             improved = point.nauc > best + IMPROVEMENT
             best = max(best, point.nauc)
             stalled = 0 if improved else stalled + 1
-            if stalled >= STALL_CALLS and trainer.session.best.version > 0:
+            if stalled >= STALL_CALLS and trainer.session.checkpoint_version > 0:
                 logger.info("no better validation NAUC in %d training calls: stopping early", stalled)
                 return
 

@@ -11,6 +11,7 @@ so that the output can be averaged with the network's probabilities.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from scipy.optimize import minimize_scalar
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 logger = logging.getLogger(__name__)
 
@@ -324,6 +325,13 @@ def fit_platt(
 # The learner
 
 
+@functools.lru_cache(maxsize=1)
+def blas_controller() -> ThreadpoolController:
+    """The thread pools of the BLAS and OpenMP libraries loaded in this process, found once: finding them
+    reads every loaded library's path (about 50 ms), which a fit and each prediction would pay again."""
+    return ThreadpoolController()
+
+
 class FastLearner:
     """Standardised cheap features -> random ReLU features -> ridge -> calibrated probabilities."""
 
@@ -359,7 +367,7 @@ class FastLearner:
             raise ValueError(f"labels have {labels.shape[1]} columns, expected {self.num_classes}")
         rng = np.random.default_rng(self.settings.seed)
         chosen = subsample_indices(len(examples), self.settings.max_train_examples, rng)
-        with threadpool_limits(self.settings.blas_threads):
+        with blas_controller().limit(limits=self.settings.blas_threads):
             self._fit_subsample(np.asarray(examples)[chosen], labels[chosen] > 0.5, rng)
         self.num_fitted = len(chosen)
         self.fit_seconds = time.perf_counter() - started
@@ -372,7 +380,7 @@ class FastLearner:
         if self._ridge is None:
             raise RuntimeError("FastLearner.predict called before fit")
         examples = np.asarray(examples)
-        with threadpool_limits(self.settings.blas_threads):
+        with blas_controller().limit(limits=self.settings.blas_threads):
             chunks = [
                 self._calibrated(self._decisions(raw_features(chunk, self.settings)))
                 for chunk in chunked(examples)

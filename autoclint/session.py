@@ -1,8 +1,10 @@
-"""Everything a run builds on its first training call: probe, plan, cache, split, device sets, network,
+"""Everything a run builds from its training data: probe, plan, cache, split, device sets, network,
 optimiser and schedule, and the batch workers that feed it.
 
-`build_session` reads the probe sample, plans from it, starts decoding the rest in the background,
-holds out the validation set and builds the network. The session owns its background threads.
+`read_data` reads the probe sample, plans from it, starts decoding the rest in the background and holds
+out the validation set; `attach_network` then builds the network, its optimiser and schedule. The two are
+separate so that the fast learner can predict before the network exists. The session owns its background
+threads.
 """
 
 from __future__ import annotations
@@ -61,15 +63,26 @@ class Session:
     valid: DeviceSet
     valid_indices: np.ndarray
     sampler: TrainSampler
-    net: nn.Module
-    best: BestCheckpoint
-    loss_fn: nn.Module
-    optimizer: torch.optim.Optimizer
-    schedule: LRSchedule
     loader_settings: LoaderSettings
+    # the network's part, built by `attach_network` (after the fast learner's first prediction)
+    net: Optional[nn.Module] = None
+    best: Optional[BestCheckpoint] = None
+    loss_fn: Optional[nn.Module] = None
+    optimizer: Optional[torch.optim.Optimizer] = None
+    schedule: Optional[LRSchedule] = None
     weights_loaded: bool = False
     loader: Optional[BatchLoader] = None
     augment: Optional[Augment] = None
+
+    @property
+    def has_network(self) -> bool:
+        """Whether the network, its optimiser and schedule are built."""
+        return self.net is not None
+
+    @property
+    def checkpoint_version(self) -> int:
+        """The best checkpoint's version: 0 before the network has one (or exists)."""
+        return 0 if self.best is None else self.best.version
 
     def start_loader(self) -> BatchLoader:
         """The running batch loader (a fresh one after a failure closed the last)."""
@@ -153,10 +166,10 @@ def hold_out_validation(filler: CacheFiller, cache: ExampleCache, probe: Probe, 
     return DeviceSet(examples, labels, device), indices
 
 
-def build_session(dataset: Any, config: ModelConfig, *, num_examples: int, output_dim: int,
-                  precision: Precision, loader_settings: LoaderSettings, budget: Budget,
-                  code_dir: str | Path | None = None) -> Session:
-    """Probe and plan from the first examples, start decoding the rest, split, and build the network."""
+def read_data(dataset: Any, config: ModelConfig, *, num_examples: int, output_dim: int, budget: Budget,
+              loader_settings: LoaderSettings, device: torch.device) -> Session:
+    """Probe and plan from the first examples, start decoding the rest and hold out the validation set: a
+    session without its network yet."""
     source = iterate_numpy(dataset)
     sample = read_probe_sample(source, config.probe_size, budget)
     probe = probe_examples(sample)
@@ -172,16 +185,34 @@ def build_session(dataset: Any, config: ModelConfig, *, num_examples: int, outpu
     filler = CacheFiller(source, cache, converter, on_finish=converter.log_nonfinite_summary).start()
     if num_examples <= 0:  # unknown size: read everything before splitting
         total = 0
-    valid, valid_indices = hold_out_validation(filler, cache, probe, plan, total, config, precision.device)
-    net, weights_loaded = build_network_on(precision.device, precision, plan, config, code_dir)
+    valid, valid_indices = hold_out_validation(filler, cache, probe, plan, total, config, device)
+    return Session(probe, plan, converter, cache, filler, valid, valid_indices,
+                   TrainSampler(cache, valid_indices, config.seed), loader_settings)
+
+
+def attach_network(session: Session, config: ModelConfig, precision: Precision,
+                   code_dir: str | Path | None = None) -> Session:
+    """Build the session's network (with ImageNet weights when found), optimiser and schedule, with the
+    scratch settings when no weights loaded; returns the session."""
+    net, weights_loaded = build_network_on(precision.device, precision, session.plan, config, code_dir)
     if config.for_weights(weights_loaded) is not config:
         config = config.for_weights(weights_loaded)
         net.tau = config.tau
         logger.info("no ImageNet weights: training from scratch with tau %g, %d warm-up epoch(s), lr %g per 64",
                     config.tau, config.warmup_epochs, config.lr_per_64)
+    plan = session.plan
     optimizer = make_sgd(net, config.lr_for_batch(plan.batch_size), config)
-    schedule = LRSchedule(optimizer, plan.steps_per_epoch, config.warmup_epochs, config.plateau_patience,
-                          config.plateau_factor)
-    return Session(probe, plan, converter, cache, filler, valid, valid_indices, TrainSampler(cache, valid_indices, config.seed),
-                   net, BestCheckpoint.of(net), make_loss(plan.is_multilabel), optimizer, schedule,
-                   loader_settings, weights_loaded)
+    session.net, session.best, session.loss_fn = net, BestCheckpoint.of(net), make_loss(plan.is_multilabel)
+    session.optimizer, session.weights_loaded = optimizer, weights_loaded
+    session.schedule = LRSchedule(optimizer, plan.steps_per_epoch, config.warmup_epochs, config.plateau_patience,
+                                  config.plateau_factor)
+    return session
+
+
+def build_session(dataset: Any, config: ModelConfig, *, num_examples: int, output_dim: int,
+                  precision: Precision, loader_settings: LoaderSettings, budget: Budget,
+                  code_dir: str | Path | None = None) -> Session:
+    """`read_data` and `attach_network` in one: a session ready to train."""
+    session = read_data(dataset, config, num_examples=num_examples, output_dim=output_dim, budget=budget,
+                        loader_settings=loader_settings, device=precision.device)
+    return attach_network(session, config, precision, code_dir)

@@ -1,7 +1,9 @@
 """The anytime controller behind Model.train / Model.test / Model.done_training: it decides, the modules do.
 
-Each `train` call trains until the validation NAUC improves or its time slice ends (slices grow from
-about a second, so the first prediction comes early); `test` predicts with the best checkpoint, with
+The first `train` call reads the probe and the validation split, fits the fast learner on what has been
+read and returns, so that the first prediction waits neither for the network nor for more data; the next
+call fits it in full on what has been read by then and returns too; the call after builds the network. Each later call trains until the validation NAUC improves or its time slice ends
+(slices grow from about a second); `test` predicts with the best checkpoint, with
 flip test-time augmentation once it helps on validation. Training stops when one more step, its
 validation and a test call no longer fit the budget (`budget.py`). Once validation NAUC passes
 `faa_trigger_nauc`, the training augmentation is chosen once, at the start of the next call, installed
@@ -23,7 +25,7 @@ from autoclint.augment import AugmentSelection, AugmentSettings, ValidationEvalu
 from autoclint.budget import Budget, Kind
 from autoclint.candidates import Choice, FastCandidate, choose_prediction
 from autoclint.config import ModelConfig
-from autoclint.data.bridge import iterate_numpy
+from autoclint.data.bridge import count_examples, iterate_numpy
 from autoclint.data.device_set import DeviceSet
 from autoclint.early import FastLearnerSettings
 from autoclint.evaluate import (
@@ -49,15 +51,15 @@ from autoclint.hardware import (
 from autoclint.loop import recover_from_out_of_memory, step_estimate, train_one_epoch
 from autoclint.metrics import nauc
 from autoclint.predictor import Predictor
-from autoclint.session import LoaderSettings, Session, build_session
+from autoclint.session import LoaderSettings, Session, attach_network, read_data
 
 logger = logging.getLogger(__name__)
 
 MAX_FAILED_CALLS = 3
-FIRST_FIT_WAIT_S = 0.5  # the first fast-learner fit waits this long at most for more decoded examples
 FAST_ONLY_WAIT_S = 1.0  # without a network to train, a call waits this long at most for more examples
 FAST_FIT_ALLOWANCE_S = 2.0  # time a fast-learner fit may take (it subsamples to stay near a second)
 FIRST_FIT_ESTIMATE_S = 0.5  # the quick first fast-learner fit, before any was measured
+EARLY_FITS = 2  # fast-learner fits predicted before the network is built: the quick first, the first full
 FIRST_CALL_MIN_S = 1.0  # with less left, a first call cannot read, fit and predict: it stops at once
 
 
@@ -169,32 +171,33 @@ class Trainer:
     # ------------------------------------------------------------------ training
 
     def _train_slice(self, dataset: Any) -> None:
-        """One call's work: read and fit the fast learner first, then train the network; every call that can
-        do nothing useful any more sets `done_training`, so a tiny budget never spins."""
+        """One call's work: read and fit the fast learner first, then build and train the network; every call
+        that can do nothing useful any more sets `done_training`, so a tiny budget never spins.
+
+        The first two fast-learner fits return at once, so that the first prediction waits neither for the
+        network to be built nor for more data, and the second has the examples read meanwhile."""
         if self.session is None:
             if self.budget.time_left() < FIRST_CALL_MIN_S:
                 logger.info("%.1f s left: too little to read the data and fit; predicting the class priors",
                             self.budget.time_left())
                 self._stop_training()
                 return
-            self.session = self._build_session(dataset)
+            self.session = self._read_data(dataset)
         session = self.session
-        first_fit = self.fast is not None and self.fast.version == 0
-        if self._fast_fit_fits():
-            self._fit_fast_learner(session)
-        first_fit = first_fit and self.fast is not None and self.fast.version > 0  # made in this call
+        # the quick first fit and the first full one are predicted at once: they improve the most
+        early_fit = self._fast_fit_fits() and self._fit_fast_learner(session) and self.fast.version <= EARLY_FITS
         if not self.config.train_network:
             available = len(session.cache) - len(session.valid_indices)
             if self.fast is None or (session.filler.finished and self.fast.complete(available)):
                 self._stop_training()
-            elif first_fit:  # predicted at once; the next call refits or waits for more examples
+            elif early_fit:  # predicted at once; the next call refits or waits for more examples
                 return
             elif self.budget.fits(FAST_ONLY_WAIT_S + self._test_reserve()):
                 # nothing to train meanwhile: give the decoder time to bring more examples
                 session.filler.wait_for(len(session.cache) * 2, timeout=FAST_ONLY_WAIT_S)
             else:  # neither a refit nor a wait fits before the end
                 self._stop_training()
-        elif not first_fit:  # the fast learner's first fit is predicted at once, the network trains after it
+        elif not early_fit:  # the network is built and trained once the early fits were predicted
             self._train_network(session)
 
     def _fast_fit_fits(self) -> bool:
@@ -207,10 +210,13 @@ class Trainer:
         return self.budget.fits(FAST_FIT_ALLOWANCE_S + self._test_reserve())
 
     def _train_network(self, session: Session) -> None:
-        """Epochs until validation improves (after a minimum time) or the slice ends; stops when out of time."""
+        """Epochs until validation improves (after a minimum time) or the slice ends; stops when out of time.
+        The network is built on the first such call."""
         if self._out_of_time(session):
             self._stop_training()
             return
+        if not session.has_network:
+            attach_network(session, self.config, self.precision, self.code_dir)
         # At the start of a call, not right after the validation that passed the trigger: the improved
         # checkpoint is predicted first, so the search never delays a better prediction.
         self._maybe_choose_augmentation(session)
@@ -234,23 +240,24 @@ class Trainer:
             if (improved_in_call and now - start >= min_seconds) or now >= slice_end:
                 return
 
-    def _build_session(self, dataset: Any) -> Session:
-        session = build_session(dataset, self.config, num_examples=self.num_examples, output_dim=self.output_dim,
-                                precision=self.precision, loader_settings=self.loader_settings,
-                                budget=self.budget, code_dir=self.code_dir)
+    def _read_data(self, dataset: Any) -> Session:
+        """The session's data (probe, plan, cache, split) and the fast learner over it; no network yet."""
+        session = read_data(dataset, self.config, num_examples=self.num_examples, output_dim=self.output_dim,
+                            budget=self.budget, loader_settings=self.loader_settings, device=self.device)
         if self.config.fast_learner:
             settings = FastLearnerSettings(self.config.fast_learner_max_examples, seed=self.config.seed)
             self.fast = FastCandidate(settings, session.plan.is_multilabel, self.output_dim)
-            session.filler.wait_for(self.config.fast_learner_max_examples, timeout=FIRST_FIT_WAIT_S)
         return session
 
-    def _fit_fast_learner(self, session: Session) -> None:
-        """Fit the fast learner when enough new training examples arrived; on failure go on without it."""
+    def _fit_fast_learner(self, session: Session) -> bool:
+        """Fit the fast learner when enough new training examples arrived; on failure go on without it.
+        Returns whether it was fitted."""
         try:
-            self.fast.fit_if_grown(session.cache, session.valid_indices, all_read=session.filler.finished)
+            return self.fast.fit_if_grown(session.cache, session.valid_indices, all_read=session.filler.finished)
         except Exception:
             logger.exception("the fast learner failed: predictions come from the network alone")
             self.fast = None
+            return False
 
     def _stop_training(self) -> None:
         """No more training: the remaining calls only predict, so free the CPU of the batch workers."""
@@ -314,7 +321,9 @@ class Trainer:
         converted = [session.converter(example) for example, _ in iterate_numpy(dataset, keep_places=True)]
         if not converted:
             raise ValueError("the test set is empty")
-        self.budget.record(Kind.READ, self.budget.now() - start, units=len(converted))
+        seconds = self.budget.now() - start
+        self.budget.record(Kind.READ, seconds, units=len(converted))
+        logger.info("test set: %d examples read and converted in %.2f s", len(converted), seconds)
         examples = np.stack(converted)
         self._test_examples = examples if self.fast is not None else None
         return DeviceSet(examples, None, self.device)
@@ -324,7 +333,7 @@ class Trainer:
         validated = len(session.valid) > 0  # without a validation set: candidates by presence alone
         empty = np.empty((0, self.output_dim), np.float32)
         fast = None if self.fast is None or not self.fast.version else self.fast.valid_scores if validated else empty
-        network = None if not session.best.version else session.best.valid_scores if validated else empty
+        network = None if not session.checkpoint_version else session.best.valid_scores if validated else empty
         return choose_prediction(session.valid.labels, fast, network, self.config.blend)
 
     def predictor(self) -> Optional[Predictor]:
@@ -336,8 +345,9 @@ class Trainer:
             return None
         choice = self._choose(session)
         weight = None if choice is None or choice.nauc <= 0.0 else choice.network_weight
-        return Predictor(session.converter, session.best.net if session.best.version else None,
-                         None if self.fast is None else self.fast.learner, weight, session.best.use_tta,
+        return Predictor(session.converter, session.best.net if session.checkpoint_version else None,
+                         None if self.fast is None else self.fast.learner, weight,
+                         session.checkpoint_version > 0 and session.best.use_tta,
                          self.output_dim, session.plan.is_multilabel,
                          class_priors(session.probe.label_counts, self.output_dim), self.precision,
                          self.config.eval_batch_size, math.nan if choice is None else choice.nauc)
@@ -347,7 +357,7 @@ class Trainer:
         if session is None:
             raise RuntimeError("test called before any successful training call")
         predictor = self.predictor()
-        key = (session.best.version, 0 if self.fast is None else self.fast.version, predictor.network_weight)
+        key = (session.checkpoint_version, 0 if self.fast is None else self.fast.version, predictor.network_weight)
         if self._prediction is not None and self._prediction_key == key:
             return self._prediction
         session.filler.pause()  # the platform waits on this prediction: give it the CPU
@@ -366,17 +376,16 @@ class Trainer:
     def _network_scores(self, predictor: Predictor) -> np.ndarray:
         """Test scores of the best checkpoint (one test pass per checkpoint)."""
         version, network = self._network_test_scores
-        if version != self.session.best.version:
+        if version != self.session.checkpoint_version:
             network = predictor.network_scores(self._test_set, self.budget)
-            self._network_test_scores = (self.session.best.version, network)
+            self._network_test_scores = (self.session.checkpoint_version, network)
         return network
 
     def _fallback_prediction(self, dataset: Any) -> Optional[np.ndarray]:
         if self._prediction is not None:
             return self._prediction.copy()
         try:
-            num_test = len(self._test_set) if self._test_set is not None else sum(
-                1 for _ in iterate_numpy(dataset, keep_places=True))
+            num_test = len(self._test_set) if self._test_set is not None else count_examples(dataset)
         except Exception:
             logger.exception("cannot count the test examples: no prediction possible")
             return None

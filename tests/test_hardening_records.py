@@ -108,3 +108,83 @@ def test_the_cache_filler_uses_every_record_after_an_undecodable_one(tmp_path):
                          lambda example: (example * 255).round().astype(np.uint8)).start()
     filler.wait_for(COUNT, timeout=60)
     assert filler.finished and filler.error is None and len(cache) == COUNT - 1
+
+
+@pytest.mark.parametrize("graph_mode", [False, True])
+@pytest.mark.parametrize("bad", [(9,), (1, 12)])
+def test_batched_reading_goes_on_one_record_at_a_time_from_the_failed_batch(tmp_path, monkeypatch, caplog,
+                                                                            graph_mode, bad):
+    """Static shapes are decoded four at a time here: the batches before the bad record are kept whole, and
+    from the failed batch on every record is read alone, so the test set keeps each one in its place."""
+    tf = pytest.importorskip("tensorflow")
+    from autoclint.autodl.reader import AutoDLDataset
+    from autoclint.data import bridge
+
+    monkeypatch.setattr(bridge, "MAX_READ_BATCH", 4)
+    train_dir = _dataset(tmp_path, bad)[1]  # labelled, so that each label can be checked at its place
+    graph = tf.Graph() if graph_mode else None
+    with graph.as_default() if graph_mode else tf.init_scope():
+        dataset = AutoDLDataset(train_dir).get_dataset()
+    assert bridge.batchable(dataset.element_spec)
+    with caplog.at_level(logging.DEBUG, logger="autoclint.data.bridge"):
+        pairs = list(iterate_numpy(dataset, keep_places=True))
+    assert len(pairs) == COUNT
+    brightness = _brightness(pairs)
+    assert [brightness[index] for index in bad] == [0] * len(bad)
+    assert np.allclose(np.delete(brightness, bad), _expected(bad), atol=2)
+    labels = [int(label.argmax()) for _, label in pairs]
+    assert [labels[i] for i in range(COUNT) if i not in bad] == [i % 2 for i in range(COUNT) if i not in bad]
+    assert all(not pairs[index][1].any() for index in bad)  # a blank stands in with a zero label
+    assert all(_named(caplog, index) for index in bad)
+    first_failed_batch = 1 + 4 * ((min(bad) - 1) // 4) if min(bad) else 0  # record 0 is read alone first
+    assert f"a batch from record {first_failed_batch} failed" in caplog.text
+
+
+def test_batched_reading_is_used_only_for_fixed_sizes_and_bounds_its_memory():
+    tf = pytest.importorskip("tensorflow")
+    from autoclint.data.bridge import batchable, read_batch_size
+
+    def spec(*shape):
+        return (tf.TensorSpec(shape, tf.float32), tf.TensorSpec((10,), tf.float32))
+
+    assert batchable(spec(None, 28, 28, 1))  # an unknown frame count alone does not prevent it
+    assert not batchable(spec(1, None, None, 3))  # sizes vary: one record per call
+    assert not batchable((tf.TensorSpec((1, 8, 8, 1), tf.float32), tf.TensorSpec((None,), tf.float32)))
+    assert read_batch_size(28 * 28 * 4 + 40) == 64
+    assert read_batch_size(1024 * 1024 * 3 * 4) == 1  # 12 MB an example: more would pass the byte bound
+    assert read_batch_size(256 * 256 * 3 * 4, max_bytes=8 * 2**20) == 10
+
+
+def test_clips_of_different_lengths_are_read_one_at_a_time_from_the_first_that_differs(monkeypatch):
+    """A batch of clips of different frame counts fails to stack: the reader goes on one record at a time."""
+    tf = pytest.importorskip("tensorflow")
+    from autoclint.data import bridge
+
+    monkeypatch.setattr(bridge, "MAX_READ_BATCH", 4)
+    frames = [2, 2, 2, 2, 2, 3, 2, 2, 2, 2]
+    examples = [np.full((count, 4, 4, 1), i, np.float32) for i, count in enumerate(frames)]
+    dataset = tf.data.Dataset.from_generator(
+        lambda: ((example, np.float32([1, 0])) for example in examples),
+        output_signature=(tf.TensorSpec((None, 4, 4, 1), tf.float32), tf.TensorSpec((2,), tf.float32)))
+    pairs = list(iterate_numpy(dataset, keep_places=True))
+    assert [int(example.flat[0]) for example, _ in pairs] == list(range(len(frames)))
+    assert [len(example) for example, _ in pairs] == frames
+
+
+def test_test_examples_are_counted_without_decoding_them(tmp_path, monkeypatch):
+    """The class priors need only the number of test examples: every record is counted, the undecodable
+    one too, and nothing is decoded (for the priors of a run with no time to read)."""
+    tf = pytest.importorskip("tensorflow")
+    from autoclint.autodl.reader import AutoDLDataset
+    from autoclint.data import bridge
+
+    test_dir = _dataset(tmp_path, (4,))[2]
+    monkeypatch.setattr(bridge, "iterate_numpy", None)  # any decoding would fail
+    assert bridge.count_examples(AutoDLDataset(test_dir).get_dataset()) == COUNT
+    records = tf.data.TFRecordDataset(sorted(str(path) for path in test_dir.glob("*.tfrecord")))
+    assert bridge.count_examples(records.map(lambda record: (record, record))) == COUNT  # a foreign reader
+    with tf.Graph().as_default():
+        graph_records = tf.data.TFRecordDataset(sorted(str(path) for path in test_dir.glob("*.tfrecord")))
+        assert bridge.count_examples(graph_records.map(lambda record: (record, record))) == COUNT
+    monkeypatch.undo()
+    assert bridge.count_examples(tf.data.Dataset.range(5).map(lambda i: (i, i)).batch(2)) == 3  # read through

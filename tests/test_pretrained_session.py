@@ -12,6 +12,7 @@ import torchvision
 from autoclint.config import ModelConfig
 from autoclint.nn import weights_file_name
 from autoclint.nn.weights import WEIGHTS_ENV
+from autoclint.session import attach_network
 from autoclint.trainer import Trainer
 from tests.test_trainer import Metadata, easy_task
 
@@ -41,11 +42,14 @@ def places(tmp_path, monkeypatch):
 
 
 def first_session(code_dir, caplog):
-    """A Trainer's first training call with the paper's configuration: (trainer, session, log records)."""
+    """A Trainer's first training call with the paper's configuration, then its network built as the second
+    call builds it, before any step: (trainer, session)."""
     train, _ = easy_task(60)
     trainer = Trainer(Metadata(60, 3), CONFIG, code_dir=code_dir)
     with caplog.at_level(logging.INFO):
         trainer.train(train, remaining_time_budget=60.0)
+        assert not trainer.session.has_network  # the first call fits the fast learner only
+        attach_network(trainer.session, trainer.config, trainer.precision, code_dir)
     return trainer, trainer.session
 
 
@@ -54,7 +58,7 @@ def assert_paper_settings(trainer, session):
     batch, steps_per_epoch = session.plan.batch_size, session.plan.steps_per_epoch
     assert session.weights_loaded and session.net.tau == CONFIG.tau == 8.0
     assert session.schedule.initial_lr == pytest.approx(0.025 * batch / 64)
-    assert trainer.epochs == 0  # the first call fits the fast learner only: the warm-up has not started
+    assert trainer.epochs == 0  # no step yet: the warm-up has not started
     assert session.schedule.lr == pytest.approx(session.schedule.initial_lr / (5 * steps_per_epoch))
 
 

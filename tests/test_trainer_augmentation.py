@@ -15,7 +15,7 @@ from autoclint.evaluate import ValidationResult
 from autoclint.trainer import Trainer
 from tests.test_trainer import FAST, Metadata, easy_task
 
-# the network alone: with the fast learner, the first call fits it and the network starts one call later
+# the network alone: with the fast learner, the first calls fit it and the network starts two calls later
 NETWORK_ONLY = FAST.replace(fast_learner=False, adapt_to_scratch=False)  # the paper's warm-up, as set
 TRIGGER_AT_ONCE = NETWORK_ONLY.replace(faa_trigger_nauc=-1.0, faa_candidates=6, faa_min_candidates=2)
 

@@ -72,6 +72,32 @@ def test_above_small_dataset_the_validation_set_comes_from_the_prefix_while_the_
         trainer.close()
 
 
+def test_the_first_fit_uses_what_was_read_and_waits_for_no_more():
+    """Above `small_dataset` the first call fits the fast learner on the prefix read for the split and
+    returns: no more examples are awaited, and the network is not built before the first prediction."""
+    pairs, _ = tiny_task(3000)
+    source = GatedSource(pairs, open_count=700)
+    trainer = Trainer(Metadata(3000, 3), FAST)
+    try:
+        trainer.train(iter(source), remaining_time_budget=60.0)
+        session = trainer.session
+        assert trainer.fast is not None and trainer.fast.version == 1
+        assert trainer.fast.fitted_on <= 700 - len(session.valid) and source.yielded <= 700
+        assert not session.has_network and trainer.epochs == 0
+        test, solution = tiny_task(60, seed=1)
+        assert nauc(solution, trainer.test([(x, y * 0) for x, y in test])) > 0.5
+        source.gate.set()
+        session.filler.wait_for(3000, timeout=GATE_TIMEOUT_S)
+        trainer.train(iter(source), remaining_time_budget=60.0)
+        assert trainer.fast.version == 2 and trainer.fast.fitted_on > 700 - len(session.valid)  # more read
+        assert not session.has_network
+        trainer.train(iter(source), remaining_time_budget=60.0)
+        assert session.has_network and trainer.epochs >= 1
+    finally:
+        source.gate.set()
+        trainer.close()
+
+
 def test_labels_in_class_order_are_all_read_before_the_split():
     pairs, _ = tiny_task(3000, sorted_labels=True)
     trainer = Trainer(Metadata(3000, 3), NETWORK_ONLY)
