@@ -251,13 +251,19 @@ class Trainer:
 
     def _fit_fast_learner(self, session: Session) -> bool:
         """Fit the fast learner when enough new training examples arrived; on failure go on without it.
-        Returns whether it was fitted."""
+        Returns whether it was fitted. The first fit holds the decoder: the first prediction waits on it."""
+        first = self.fast.version == 0
+        if first:
+            session.filler.pause()
         try:
             return self.fast.fit_if_grown(session.cache, session.valid_indices, all_read=session.filler.finished)
         except Exception:
             logger.exception("the fast learner failed: predictions come from the network alone")
             self.fast = None
             return False
+        finally:
+            if first:
+                session.filler.resume()
 
     def _stop_training(self) -> None:
         """No more training: the remaining calls only predict, so free the CPU of the batch workers."""
