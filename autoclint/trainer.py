@@ -266,10 +266,11 @@ class Trainer:
                 session.filler.resume()
 
     def _stop_training(self) -> None:
-        """No more training: the remaining calls only predict, so free the CPU of the batch workers."""
+        """No more training: the remaining calls only predict, so stop the batch workers and the decoder
+        (freeing the CPU, and leaving no reader running when the platform ends the process)."""
         self.done_training = True
         if self.session is not None:
-            self.session.close_loader()
+            self.session.close()
 
     def _saturated(self, session: Session) -> bool:
         """True once the plateau schedule has cut the learning rate to a negligible fraction."""

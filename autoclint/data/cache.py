@@ -131,9 +131,20 @@ class CacheFiller:
             logger.exception("decoding the data set into the cache failed")
             self.error = error
         finally:
+            self._close_source()
             self._finished.set()
             with self._grew:
                 self._grew.notify_all()
+
+    def _close_source(self) -> None:
+        """End the source in this thread, so that no reader (a tf.data iterator) is left half-way through a
+        batch: at interpreter exit such an iterator can hold the process up."""
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                logger.debug("closing the data source failed", exc_info=True)
 
     def wait_for(self, count: int, timeout: float | None = None) -> int:
         """Block until the cache holds `count` examples or decoding ended; returns the cache size."""
