@@ -263,8 +263,9 @@ def count_examples(dataset: Any) -> int:
     if names:
         return len(names)
     if is_tf_dataset(dataset):
-        raw = getattr(dataset, "_input_dataset", None)  # the records before the decoding map, if it is one
-        if raw is not None and type(dataset).__name__.lstrip("_") in ("MapDataset", "ParallelMapDataset"):
+        mapped = getattr(dataset, "_dataset", dataset)  # tf.compat.v1 datasets wrap the dataset they adapt
+        raw = getattr(mapped, "_input_dataset", None)  # the records before the decoding map, if it is one
+        if raw is not None and type(mapped).__name__.lstrip("_") in ("MapDataset", "ParallelMapDataset"):
             tf = _tensorflow()
             count = 0
             with _open_reader(tf, raw, _graph_to_run_in(tf, raw)) as (next_record, end):
