@@ -103,29 +103,45 @@ class FastCandidate:
         return self.fitted_on == 0 or self.quick or available >= REFIT_GROWTH * self.fitted_on or all_read
 
     def fit_if_grown(self, cache: ExampleCache, valid_indices: np.ndarray, all_read: bool) -> bool:
-        """Fit again when `wants_fit` says so; returns whether it did."""
+        """Fit again when `wants_fit` says so; returns whether a new fit is now in use."""
         if not self.wants_fit(len(cache) - len(valid_indices), all_read):
             return False
         train_indices = np.setdiff1d(np.arange(len(cache)), valid_indices)
-        self.fit(cache, train_indices, cache.gather(valid_indices)[0])
-        return True
+        return self.fit(cache, train_indices, *cache.gather(valid_indices))
 
-    def fit(self, cache: ExampleCache, train_indices: np.ndarray, valid_examples: np.ndarray) -> None:
-        """Fit on (a seeded subsample of) the cached training examples; score the validation examples."""
+    def fit(self, cache: ExampleCache, train_indices: np.ndarray, valid_examples: np.ndarray,
+            valid_labels: Optional[np.ndarray] = None) -> bool:
+        """Fit on (a seeded subsample of) the cached training examples and score the validation examples.
+
+        The new fit replaces the last only when it scores at least as well on validation (with `valid_labels`):
+        a refit on barely more examples, with more random features, can overfit. Returns whether it did."""
         start = time.monotonic()
         rng = np.random.default_rng(self.settings.seed + self.version)
         if len(train_indices) > self.settings.max_train_examples:
             train_indices = np.sort(rng.choice(train_indices, self.settings.max_train_examples, replace=False))
         examples, labels = cache.gather(train_indices)
-        self.quick = self.version == 0 and self.settings.random_features > QUICK_RANDOM_FEATURES
-        settings = replace(self.settings, random_features=QUICK_RANDOM_FEATURES) if self.quick else self.settings
+        quick = self.version == 0 and self.settings.random_features > QUICK_RANDOM_FEATURES
+        settings = replace(self.settings, random_features=QUICK_RANDOM_FEATURES) if quick else self.settings
         learner = FastLearner(settings, self.is_multilabel, self.num_classes).fit(examples, labels)
-        self.valid_scores = learner.predict(valid_examples) if len(valid_examples) else None
-        self.learner, self.fitted_on = learner, len(train_indices)
+        valid_scores = learner.predict(valid_examples) if len(valid_examples) else None
+        self.fitted_on, self.quick = len(train_indices), quick  # tried on these: the next refit waits for more
+        if self._worse_on_validation(valid_scores, valid_labels):
+            logger.info("fast learner refitted on %d examples scores lower on validation (%.4f < %.4f): kept the "
+                        "last fit", len(train_indices), nauc(valid_labels, valid_scores),
+                        nauc(valid_labels, self.valid_scores))
+            return False
+        self.learner, self.valid_scores = learner, valid_scores
         self.version += 1
         logger.info("fast learner%s fitted on %d examples in %.2f s (%.2f s with its validation scores)",
-                    " (quick first fit)" if self.quick else "", len(train_indices), learner.fit_seconds,
+                    " (quick first fit)" if quick else "", len(train_indices), learner.fit_seconds,
                     time.monotonic() - start)
+        return True
+
+    def _worse_on_validation(self, scores: Optional[np.ndarray], labels: Optional[np.ndarray]) -> bool:
+        """Whether new validation scores are below those of the fit in use (never without labels or a fit)."""
+        if self.learner is None or scores is None or self.valid_scores is None or labels is None or not len(labels):
+            return False
+        return nauc(labels, scores) < nauc(labels, self.valid_scores)
 
     def test_scores(self, test_examples: np.ndarray) -> np.ndarray:
         """Scores of the latest fit on the test examples (computed once per fit)."""

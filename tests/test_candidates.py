@@ -101,3 +101,20 @@ def test_the_first_fit_is_quick_and_the_next_call_fits_the_full_learner():
     assert candidate.fit_if_grown(cache, valid, all_read=True) and not candidate.quick
     assert candidate.learner.settings.random_features == 1000
     assert not candidate.fit_if_grown(cache, valid, all_read=True)
+
+
+def test_a_refit_that_scores_lower_on_validation_is_not_used():
+    """A refit on examples with wrong labels scores lower on validation: the fit in use stays, and the next
+    refit waits for more examples instead of being tried again at once."""
+    cache = cache_of(200)
+    valid = np.arange(0, 200, 10)
+    candidate = FastCandidate(FastLearnerSettings(random_features=64), False, 2)
+    assert candidate.fit_if_grown(cache, valid, all_read=False)
+    learner, scores = candidate.learner, candidate.valid_scores
+    images, labels = cache.gather(np.arange(200))
+    for _ in range(2):  # the same images again, each with the other label
+        for image, label in zip(images, labels[:, ::-1]):
+            cache.append(image, label.copy())
+    assert not candidate.fit_if_grown(cache, valid, all_read=False)
+    assert candidate.learner is learner and candidate.valid_scores is scores and candidate.version == 1
+    assert candidate.fitted_on == 600 - len(valid) and not candidate.wants_fit(600 - len(valid), all_read=False)
