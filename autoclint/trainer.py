@@ -185,7 +185,8 @@ class Trainer:
             self.session = self._read_data(dataset)
         session = self.session
         # the quick first fit and the first full one are predicted at once: they improve the most
-        early_fit = self._fast_fit_fits() and self._fit_fast_learner(session) and self.fast.version <= EARLY_FITS
+        early_fit = (self._fast_fit_fits() and self._fit_fast_learner(session) and self.fast.version <= EARLY_FITS
+                     and not session.has_network)
         if not self.config.train_network:
             available = len(session.cache) - len(session.valid_indices)
             if self.fast is None or (session.filler.finished and self.fast.complete(available)):
