@@ -60,7 +60,8 @@ FAST_ONLY_WAIT_S = 1.0  # without a network to train, a call waits this long at 
 FAST_FIT_ALLOWANCE_S = 2.0  # time a fast-learner fit may take (it subsamples to stay near a second)
 FIRST_FIT_ESTIMATE_S = 0.5  # the quick first fast-learner fit, before any was measured
 EARLY_FITS = 2  # fast-learner fits predicted before the network is built: the quick first, the first full
-FIRST_CALL_MIN_S = 1.0  # with less left, a first call cannot read, fit and predict: it stops at once
+FIRST_CALL_MIN_S = 1.0
+NETWORK_BUILD_ESTIMATE_S = 0.5  # building the network (and looking for its weights), after the first predictions  # with less left, a first call cannot read, fit and predict: it stops at once
 
 
 def augment_settings(config: ModelConfig) -> AugmentSettings:
@@ -161,9 +162,11 @@ class Trainer:
         """When training must stop: the safety margin and one test call before the budget's end."""
         return self.budget.deadline(self._test_reserve())
 
-    def _out_of_time(self, session: Session) -> bool:
-        """True when not even one more step, its validation and a test call fit before the budget's end."""
-        return not self.budget.fits(step_estimate(self.budget) + self._eval_reserve(session) + self._test_reserve())
+    def _out_of_time(self, session: Session, extra_s: float = 0.0) -> bool:
+        """True when not even one more step, its validation and a test call (after `extra_s` of other work)
+        fit before the budget's end."""
+        return not self.budget.fits(extra_s + step_estimate(self.budget) + self._eval_reserve(session)
+                                    + self._test_reserve())
 
     def _slice_seconds(self) -> float:
         return min(self.config.max_slice_s, self.config.first_slice_s * self.config.slice_growth**self.train_calls)
@@ -213,7 +216,8 @@ class Trainer:
     def _train_network(self, session: Session) -> None:
         """Epochs until validation improves (after a minimum time) or the slice ends; stops when out of time.
         The network is built on the first such call."""
-        if self._out_of_time(session):
+        building = 0.0 if session.has_network else self.budget.planned(NETWORK_BUILD_ESTIMATE_S)
+        if self._out_of_time(session, building):
             self._stop_training()
             return
         if not session.has_network:
