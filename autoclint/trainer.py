@@ -271,11 +271,10 @@ class Trainer:
                 session.filler.resume()
 
     def _stop_training(self) -> None:
-        """No more training: the remaining calls only predict, so stop the batch workers and the decoder
-        (freeing the CPU, and leaving no reader running when the platform ends the process)."""
+        """No more training: the remaining calls only predict, so free the CPU of the batch workers."""
         self.done_training = True
         if self.session is not None:
-            self.session.close()
+            self.session.close_loader()
 
     def _saturated(self, session: Session) -> bool:
         """True once the plateau schedule has cut the learning rate to a negligible fraction."""
