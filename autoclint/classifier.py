@@ -142,7 +142,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         labels, classes, indicator = encode_labels(y)
         if len(labels) != len(examples):
             raise ValueError(f"X has {len(examples)} examples but y has {len(labels)} labels")
-        trainer = Trainer(TrainingMetadata(labels.shape[1], len(labels)), config)
+        # no test call within the budget: predictions are made after `fit`, so none is kept in reserve
+        trainer = Trainer(TrainingMetadata(labels.shape[1], len(labels)), config, test_calls=False)
         pairs = TrainingPairs(examples, labels, config.seed)
         curve: list[CurvePoint] = []
         try:

@@ -48,7 +48,7 @@ from autoclint.hardware import (
     seed_everything,
     worker_count,
 )
-from autoclint.loop import recover_from_out_of_memory, step_estimate, train_one_epoch
+from autoclint.loop import EpochResult, recover_from_out_of_memory, step_estimate, train_one_epoch
 from autoclint.metrics import nauc
 from autoclint.predictor import Predictor
 from autoclint.session import LoaderSettings, Session, attach_network, read_data
@@ -60,8 +60,8 @@ FAST_ONLY_WAIT_S = 1.0  # without a network to train, a call waits this long at 
 FAST_FIT_ALLOWANCE_S = 2.0  # time a fast-learner fit may take (it subsamples to stay near a second)
 FIRST_FIT_ESTIMATE_S = 0.5  # the quick first fast-learner fit, before any was measured
 EARLY_FITS = 2  # fast-learner fits predicted before the network is built: the quick first, the first full
-FIRST_CALL_MIN_S = 1.0
-NETWORK_BUILD_ESTIMATE_S = 0.5  # building the network (and looking for its weights), after the first predictions  # with less left, a first call cannot read, fit and predict: it stops at once
+FIRST_CALL_MIN_S = 1.0  # with less left, a first call cannot read, fit and predict: it stops at once
+NETWORK_BUILD_ESTIMATE_S = 0.5  # building the network (and finding its weights), after the first predictions
 
 
 def augment_settings(config: ModelConfig) -> AugmentSettings:
@@ -75,8 +75,11 @@ class Trainer:
     """Anytime training under a time budget, with predictions from the best validated checkpoint."""
 
     def __init__(self, metadata: Any, config: ModelConfig, code_dir: str | Path | None = None,
-                 now: Callable[[], float] = time.monotonic) -> None:
+                 now: Callable[[], float] = time.monotonic, test_calls: bool = True) -> None:
+        """`test_calls`: whether test calls come within the budget (the AutoDL protocol), so that training
+        keeps one in reserve; `ImageClassifier.fit` predicts after its budget and makes none."""
         self.config, self.code_dir = config, code_dir
+        self.test_calls = test_calls
         self.output_dim = int(metadata.get_output_size())
         self.num_examples = int(metadata.size())
         self.device = pick_device()
@@ -152,7 +155,10 @@ class Trainer:
     # ------------------------------------------------------------------ time
 
     def _test_reserve(self) -> float:
-        """Planned seconds of the next test call (flip TTA only runs where time is left for it)."""
+        """Planned seconds of the next test call (flip TTA only runs where time is left for it); none where
+        no test call comes within the budget."""
+        if not self.test_calls:
+            return 0.0
         return test_pass_estimate(self.budget, None if self._test_set is None else len(self._test_set))
 
     def _eval_reserve(self, session: Session) -> float:
@@ -233,9 +239,10 @@ class Trainer:
         improved_in_call = False
         while True:
             stop_at = min(epoch_end, slice_end, self._training_deadline() - self._eval_reserve(session))
-            train_one_epoch(session.net, session.loss_fn, session.optimizer, session.schedule, loader,
-                            self.precision, steps=session.plan.steps_per_epoch, budget=self.budget,
-                            stop_at=stop_at, tuner=self.tuner, clock=self.budget.now)
+            epoch = train_one_epoch(session.net, session.loss_fn, session.optimizer, session.schedule, loader,
+                                    self.precision, steps=session.plan.steps_per_epoch, budget=self.budget,
+                                    stop_at=stop_at, tuner=self.tuner, clock=self.budget.now)
+            self._measure_steps(epoch)
             self.epochs += 1
             improved_in_call = self._validate(session) or improved_in_call
             now = self.budget.now()
@@ -244,6 +251,17 @@ class Trainer:
                 return
             if (improved_in_call and now - start >= min_seconds) or now >= slice_end:
                 return
+
+    def _measure_steps(self, epoch: EpochResult) -> None:
+        """Make sure a step was measured once an epoch has run.
+
+        `train_one_epoch` does not record the run's first step (it also builds kernels and buffers), and an
+        epoch's first step always runs. When the epochs so far were one step long (a step that outlasts the
+        first slices: a slow or busy machine), no step was recorded, the step estimate stayed 0 and every
+        later call ran one unplanned step: a 4 s run went past its budget. The epoch's time per step stands
+        in until the next measured step replaces it (`Duration.add`); it errs on the slow side."""
+        if epoch.steps and not self.budget.count(Kind.STEP):
+            self.budget.record(Kind.STEP, epoch.seconds, units=epoch.steps)
 
     def _read_data(self, dataset: Any) -> Session:
         """The session's data (probe, plan, cache, split) and the fast learner over it; no network yet."""

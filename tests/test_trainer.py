@@ -168,6 +168,47 @@ def test_a_machine_that_suddenly_slows_down_never_runs_past_the_budget(monkeypat
     assert slow_steps, "the slowdown came after training ended: nothing was tested"
 
 
+def test_steps_longer_than_a_slice_are_planned_with_their_measured_duration(monkeypatch):
+    """Every step outlasts the slices, so every epoch is one step long, and the loop does not record the run's
+    first step (it also builds kernels): the controller still plans with a measured step, and no call ends
+    past the budget. The step estimate used to stay 0 here, and each call ran one unplanned step."""
+    train, _ = easy_task(90)
+    test, _ = easy_task(30, seed=1)
+    trainer = Trainer(Metadata(90, 3), FAST.replace(fast_learner=False))
+    original_step = loop_module.train_step
+
+    def slow_step(*args):
+        time.sleep(1.0)
+        return original_step(*args)
+
+    monkeypatch.setattr(loop_module, "train_step", slow_step)
+    budget, start = 5.0, time.monotonic()
+    try:
+        calls = 0
+        while not trainer.done_training:
+            trainer.train(train, remaining_time_budget=budget - (time.monotonic() - start))
+            if calls == 0:
+                assert trainer.epochs == 1 and (trainer.budget.measured(Kind.STEP) or 0.0) >= 1.0
+            trainer.test(test, remaining_time_budget=budget - (time.monotonic() - start))
+            calls += 1
+            assert time.monotonic() - start < budget, f"call {calls} ended past the budget"
+    finally:
+        trainer.close()
+
+
+def test_without_test_calls_training_keeps_no_test_pass_in_reserve():
+    """`ImageClassifier.fit` predicts after its budget: 1.9 s are too little to build the network, train a
+    step and keep a test pass (1 s before the test set was read), but enough without the test pass."""
+    train, _ = easy_task(30)
+    for test_calls, epochs in ((True, 0), (False, 1)):
+        trainer = Trainer(Metadata(30, 3), FAST.replace(fast_learner=False), test_calls=test_calls)
+        try:
+            trainer.train(train, remaining_time_budget=1.9)
+            assert trainer.epochs == epochs
+        finally:
+            trainer.close()
+
+
 def test_the_first_prediction_comes_from_the_fast_learner_before_any_network_step(caplog):
     train, _ = easy_task(200)
     test, solution = easy_task(60, seed=1)
