@@ -21,6 +21,7 @@ CONFIG_FILE_NAME = "autoclint_config.json"
 DEFAULT_PRESET = "autoclint"
 ARCHITECTURES = ("resnet18", "resnet34")
 AUGMENTATIONS = ("none", "random", "searched", "trivialaugment")
+LOADER_KINDS = ("auto", "threads", "processes")
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ class ModelConfig:
     probe_size: int = 256
     # data pipeline
     small_dataset: int = 2048  # at most this many training examples: decode all before the first step
-    loader_workers: int = 0  # 0: one per spare CPU core, 1 to 4 (hardware.worker_count)
+    loader_workers: int = 0  # 0: one per spare CPU core, 1 to 4 threads or 8 processes (hardware.worker_count)
+    loader_kind: str = "auto"  # threads | processes | auto: processes on CUDA (hardware.use_worker_processes)
     loader_queue: int = 4
     flip: bool = True
     # evaluation and anytime control
@@ -97,6 +99,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"ModelConfig.arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        if self.loader_kind not in LOADER_KINDS:
+            raise ValueError(f"ModelConfig.loader_kind must be one of {LOADER_KINDS}, got {self.loader_kind!r}")
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"ModelConfig.augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
         positive = (

@@ -17,9 +17,12 @@ from typing import Optional
 import numpy as np
 import torch
 
+from autoclint.data.shared import SHARED_MEMORY_AVAILABLE
+
 logger = logging.getLogger(__name__)
 
 MAX_AUTO_WORKERS = 4
+MAX_AUTO_PROCESSES = 8
 TUNING_STEPS = 6  # timed steps per thread count tried (after one step to settle)
 SLOWDOWN_TO_RETUNE = 1.5  # step time over the tuned reference that triggers a new trial
 RETUNE_AFTER_STEPS = 30  # steps of sustained slowdown (or speed-up) before a new trial
@@ -52,15 +55,34 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
-def worker_count(requested: int, cores: Optional[int] = None) -> int:
-    """Batch worker threads: `requested`, or when 0 one per core beyond the first, from 1 to 4.
+def worker_count(requested: int, cores: Optional[int] = None, *, processes: bool = False) -> int:
+    """Batch workers: `requested`, or when 0 one per core beyond the first, from 1 to 4 threads (more
+    would wait on the GIL) or 8 processes.
 
     The training step keeps the other cores busy; on a 2-core machine one worker keeps up with it.
     """
     if requested > 0:
         return requested
     cores = usable_cores() if cores is None else cores
-    return max(1, min(MAX_AUTO_WORKERS, cores - 1))
+    return max(1, min(MAX_AUTO_PROCESSES if processes else MAX_AUTO_WORKERS, cores - 1))
+
+
+def use_worker_processes(kind: str, device: torch.device, cores: Optional[int] = None) -> bool:
+    """Whether training batches are built in worker processes (`kind`: auto, threads or processes).
+
+    Automatically on CUDA with at least two cores to spare: there one interpreter's augmentation cannot
+    keep up with the GPU. On a CPU the training step needs the cores, and threads start at once, where a
+    process first imports torch (seconds). Processes need shared memory (Linux)."""
+    if kind == "threads":
+        return False
+    if not SHARED_MEMORY_AVAILABLE:
+        if kind == "processes":
+            logger.warning("batch worker processes need os.memfd_create (Linux): using threads")
+        return False
+    if kind == "processes":
+        return True
+    cores = usable_cores() if cores is None else cores
+    return device.type == "cuda" and cores >= 3
 
 
 NATIVE_BF16_CAPABILITY = (8, 0)
@@ -231,11 +253,11 @@ def apply_thread_count(threads: Optional[int]) -> None:
         torch.set_num_threads(threads)
 
 
-def describe_machine(device: torch.device, precision: Precision, threads: int, workers: int) -> str:
+def describe_machine(device: torch.device, precision: Precision, threads: int, workers: int,
+                     processes: bool = False) -> str:
     """One log line: device, precision, CPU threads, batch workers and pinned memory."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{usable_cores()} CPU cores"
     threads = threads or torch.get_num_threads()  # 0: left to torch (on CUDA), which uses this many
-    return (f"{name}: {precision.describe()}, {threads} intra-op threads, {workers} batch workers "
-            "(1 intra-op thread each), "
+    return (f"{name}: {precision.describe()}, {threads} intra-op threads, {workers} batch worker "
+            f"{'processes' if processes else 'threads'} (1 intra-op thread each), "
             f"pinned memory {'on' if precision.pin_memory else 'off'}")
-

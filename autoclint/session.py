@@ -4,7 +4,7 @@ optimiser and schedule, and the batch workers that feed it.
 `read_data` reads the probe sample, plans from it, starts decoding the rest in the background and holds
 out the validation set; `attach_network` then builds the network, its optimiser and schedule. The two are
 separate so that the fast learner can predict before the network exists. The session owns its background
-threads.
+threads and its batch worker processes, if any.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from autoclint.data.cache import CacheFiller, ExampleCache
 from autoclint.data.convert import ExampleConverter
 from autoclint.data.device_set import DeviceSet
 from autoclint.data.split import choose_valid_indices, must_read_all_first, prefix_needed
+from autoclint.data.workers import ProcessBatchLoader, WorkerPool
 from autoclint.evaluate import BestCheckpoint
 from autoclint.hardware import Precision
 from autoclint.nn import WeightsError, build_network, init_backbone_weights, make_loss
@@ -42,13 +43,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoaderSettings:
-    """How training batches are built: flip, worker threads, queue length, seed, pinned memory."""
+    """How training batches are built: flip, workers, queue length, seed, pinned memory, and whether the
+    workers are processes (else threads)."""
 
     flip: bool
     workers: int
     queue_size: int
     seed: int
     pin_memory: bool
+    processes: bool = False
 
 
 @dataclass
@@ -71,8 +74,9 @@ class Session:
     optimizer: Optional[torch.optim.Optimizer] = None
     schedule: Optional[LRSchedule] = None
     weights_loaded: bool = False
-    loader: Optional[BatchLoader] = None
+    loader: Optional[BatchLoader | ProcessBatchLoader] = None
     augment: Optional[Augment] = None
+    worker_pool: Optional[WorkerPool] = None
 
     @property
     def has_network(self) -> bool:
@@ -84,13 +88,26 @@ class Session:
         """The best checkpoint's version: 0 before the network has one (or exists)."""
         return 0 if self.best is None else self.best.version
 
-    def start_loader(self) -> BatchLoader:
-        """The running batch loader (a fresh one after a failure closed the last)."""
+    def start_workers(self) -> None:
+        """Start the batch worker processes, where the settings ask for them, so that they are ready by the
+        first training step (each first imports torch)."""
+        if self.loader_settings.processes and self.worker_pool is None and self.cache.shared_file is not None:
+            self.worker_pool = WorkerPool(self.cache, self.loader_settings.workers, self.loader_settings.seed)
+
+    def start_loader(self) -> BatchLoader | ProcessBatchLoader:
+        """The running batch loader (a fresh one after a failure closed the last): over the worker processes
+        while any is left, else on threads."""
         if self.loader is None:
             settings = self.loader_settings
-            self.loader = BatchLoader(self.cache, self.sampler, self.plan.batch_size, flip=settings.flip,
-                                      workers=settings.workers, queue_size=settings.queue_size,
-                                      seed=settings.seed, pin_memory=settings.pin_memory)
+            self.start_workers()
+            if self.worker_pool is not None and len(self.worker_pool) > 0:
+                self.loader = ProcessBatchLoader(self.worker_pool, self.sampler, self.plan.batch_size,
+                                                 flip=settings.flip, queue_size=settings.queue_size,
+                                                 seed=settings.seed, pin_memory=settings.pin_memory)
+            else:
+                self.loader = BatchLoader(self.cache, self.sampler, self.plan.batch_size, flip=settings.flip,
+                                          workers=settings.workers, queue_size=settings.queue_size,
+                                          seed=settings.seed, pin_memory=settings.pin_memory)
             self._set_loader_transform()
             self.loader.start()
         return self.loader
@@ -122,9 +139,16 @@ class Session:
             self.loader = None
 
     def close(self) -> None:
-        """Stop every background thread."""
+        """Stop every background thread and worker process."""
         self.close_loader()
         self.filler.stop()
+        self.close_workers()
+
+    def close_workers(self) -> None:
+        """Stop the worker processes (when training is over: they hold memory)."""
+        if self.worker_pool is not None:
+            self.worker_pool.close()
+            self.worker_pool = None
 
 
 def read_probe_sample(source: Any, count: int, budget: Budget) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -186,8 +210,10 @@ def read_data(dataset: Any, config: ModelConfig, *, num_examples: int, output_di
     if num_examples <= 0:  # unknown size: read everything before splitting
         total = 0
     valid, valid_indices = hold_out_validation(filler, cache, probe, plan, total, config, device)
-    return Session(probe, plan, converter, cache, filler, valid, valid_indices,
-                   TrainSampler(cache, valid_indices, config.seed), loader_settings)
+    session = Session(probe, plan, converter, cache, filler, valid, valid_indices,
+                      TrainSampler(cache, valid_indices, config.seed), loader_settings)
+    session.start_workers()
+    return session
 
 
 def attach_network(session: Session, config: ModelConfig, precision: Precision,

@@ -46,6 +46,7 @@ from autoclint.hardware import (
     describe_machine,
     pick_device,
     seed_everything,
+    use_worker_processes,
     worker_count,
 )
 from autoclint.loop import EpochResult, recover_from_out_of_memory, step_estimate, train_one_epoch
@@ -89,8 +90,10 @@ class Trainer:
         self.tuner = ThreadTuner(threads) if config.num_threads == 0 and threads > 1 else None
         self.precision = Precision.for_device(self.device)
         self.budget = Budget(config.safety_margin_s, config.duration_margin, now)
-        self.loader_settings = LoaderSettings(config.flip, worker_count(config.loader_workers),
-                                              config.loader_queue, config.seed, self.precision.pin_memory)
+        processes = use_worker_processes(config.loader_kind, self.device)
+        workers = worker_count(config.loader_workers, processes=processes)
+        self.loader_settings = LoaderSettings(config.flip, workers, config.loader_queue, config.seed,
+                                              self.precision.pin_memory, processes)
         self.done_training = False
         self.session: Optional[Session] = None
         self.augmentation: Optional[AugmentSelection] = None
@@ -105,8 +108,8 @@ class Trainer:
         self._prediction_key: Optional[tuple] = None
         self._network_test_scores: tuple[int, Optional[np.ndarray]] = (-1, None)
         self._augmentation_chosen = False
-        logger.info("autoclint on %s with %s",
-                    describe_machine(self.device, self.precision, threads, self.loader_settings.workers), config)
+        logger.info("autoclint on %s with %s", describe_machine(self.device, self.precision, threads, workers, processes),
+                    config)
 
     # ------------------------------------------------------------------ platform API
 
@@ -293,6 +296,7 @@ class Trainer:
         self.done_training = True
         if self.session is not None:
             self.session.close_loader()
+            self.session.close_workers()
 
     def _saturated(self, session: Session) -> bool:
         """True once the plateau schedule has cut the learning rate to a negligible fraction."""

@@ -12,8 +12,9 @@ prediction on scikit-learn's digits (1797 8×8 images; target <= 15 s). `--json`
 On a CPU `--amp` is skipped: the trainer runs float32 there, so the fp32 step is its reference.
 
 It also times the standalone batch pipeline (cache -> flip -> augmentation -> uint8 batch, no network)
-with 1 and 2 worker threads, one line each: `pipeline <side>px <augmentation> workers=<n>: <img/s> img/s`;
-`--pipeline_only` prints just those lines for `--size`, without and with the searched-like policy.
+with 1 and 2 workers, one line each: `pipeline <side>px <augmentation> workers=<n>: <img/s> img/s`;
+`--pipeline_only` prints just those lines for `--size`, without and with the searched-like policy, with
+worker processes unless `--worker_kind threads`.
 """
 
 from __future__ import annotations
@@ -39,8 +40,16 @@ from autoclint.augment.pipeline import sample_sub_policies  # noqa: E402
 from autoclint.budget import Budget  # noqa: E402
 from autoclint.data.batches import BatchLoader, TrainSampler  # noqa: E402
 from autoclint.data.cache import ExampleCache  # noqa: E402
+from autoclint.data.workers import ProcessBatchLoader, WorkerPool  # noqa: E402
 from autoclint.config import AUGMENTATIONS, ModelConfig  # noqa: E402
-from autoclint.hardware import Precision, autocast_dtype, configure_threads, pick_device, worker_count  # noqa: E402
+from autoclint.hardware import (  # noqa: E402
+    Precision,
+    autocast_dtype,
+    configure_threads,
+    pick_device,
+    use_worker_processes,
+    worker_count,
+)
 from autoclint.loop import train_one_epoch  # noqa: E402
 from autoclint.session import LoaderSettings, Session, build_session  # noqa: E402
 
@@ -158,6 +167,7 @@ def use_augment(session: Session, augment: Augment | None) -> None:
 
 PIPELINE_WORKERS = (1, 2)
 PIPELINE_WARMUP_BATCHES = 5
+PROCESS_START_TIMEOUT_S = 120.0
 
 
 def random_cache(count: int, size: int, channels: int, classes: int) -> ExampleCache:
@@ -171,27 +181,38 @@ def random_cache(count: int, size: int, channels: int, classes: int) -> ExampleC
 
 
 def pipeline_images_per_second(cache: ExampleCache, batch_size: int, workers: int, augment: Augment | None,
-                               seconds: float) -> float:
-    """img/s of the batch workers alone: cache -> flip -> augmentation -> uint8 batch, no network."""
+                               seconds: float, processes: bool = False) -> float:
+    """img/s of the batch workers alone: cache -> flip -> augmentation -> uint8 batch, no network (worker
+    processes are started and ready before the clock starts)."""
     sampler = TrainSampler(cache, np.empty(0, dtype=np.int64), seed=0)
-    with BatchLoader(cache, sampler, batch_size, workers=workers, queue_size=2 * workers) as loader:
-        loader.set_transform(None if augment is None else augment.augment_batch)
-        for _ in range(PIPELINE_WARMUP_BATCHES):
-            loader.next_batch()
-        start, images = time.perf_counter(), 0
-        while time.perf_counter() - start < seconds:
-            images += len(loader.next_batch()[0])
-        return images / (time.perf_counter() - start)
+    pool = WorkerPool(cache, workers) if processes else None
+    try:
+        if pool is not None and not pool.wait_ready(PROCESS_START_TIMEOUT_S):
+            raise RuntimeError("the batch worker processes did not start")
+        loader = (ProcessBatchLoader(pool, sampler, batch_size, queue_size=2 * workers) if pool is not None
+                  else BatchLoader(cache, sampler, batch_size, workers=workers, queue_size=2 * workers))
+        with loader:
+            loader.set_transform(None if augment is None else augment.augment_batch)
+            for _ in range(PIPELINE_WARMUP_BATCHES):
+                loader.next_batch()
+            start, images = time.perf_counter(), 0
+            while time.perf_counter() - start < seconds:
+                images += len(loader.next_batch()[0])
+            return images / (time.perf_counter() - start)
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 def measure_pipeline(size: int, channels: int, classes: int, batch_size: int, strategies: list[str],
-                     seconds: float, examples: int = 2000) -> dict[str, float]:
+                     seconds: float, examples: int = 2000, processes: bool = False) -> dict[str, float]:
     """The standalone pipeline's img/s per augmentation and worker count, each printed as it comes."""
     cache = random_cache(examples, size, channels, classes)
     results = {}
     for strategy in strategies:
         for workers in PIPELINE_WORKERS:
-            rate = pipeline_images_per_second(cache, batch_size, workers, benchmark_augment(strategy), seconds)
+            rate = pipeline_images_per_second(cache, batch_size, workers, benchmark_augment(strategy), seconds,
+                                              processes)
             results[f"{size}px {strategy} workers={workers}"] = rate
             print(f"pipeline {size}px {strategy} workers={workers}: {rate:.0f} img/s", flush=True)
     return results
@@ -230,7 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--augment", choices=[a for a in AUGMENTATIONS if a != "none"], nargs="+",
                         default=["searched"], help="augmentations measured against the unaugmented pipeline "
                         "in the same rounds (default: searched-like)")
-    parser.add_argument("--workers", type=int, default=0, help="batch worker threads (0: automatic)")
+    parser.add_argument("--workers", type=int, default=0, help="batch workers (0: automatic)")
+    parser.add_argument("--worker_kind", choices=["auto", "threads", "processes"], default="auto",
+                        help="batch workers as threads or processes (auto: processes on CUDA, and for "
+                        "--pipeline_only wherever shared memory allows; threads otherwise)")
     parser.add_argument("--batch_size", type=int, default=ModelConfig.batch_size,
                         help=f"training batch (default: the configuration's {ModelConfig.batch_size})")
     parser.add_argument("--steps_per_epoch", type=int, default=0, help="steps per epoch (0: planned)")
@@ -260,22 +284,25 @@ def main(argv: Optional[list[str]] = None) -> dict:
     device = pick_device()
     threads = configure_threads(0)
     if args.pipeline_only:
+        processes = use_worker_processes("processes" if args.worker_kind == "auto" else args.worker_kind, device)
         pipeline = measure_pipeline(args.size, args.channels, args.classes, args.batch_size, ["none", "searched"],
-                                    args.pipeline_seconds)
-        results = dict(pipeline_images_per_second=pipeline, threads=threads)
+                                    args.pipeline_seconds, processes=processes)
+        results = dict(pipeline_images_per_second=pipeline, threads=threads,
+                       worker_kind="processes" if processes else "threads")
         if args.json is not None:
             args.json.write_text(json.dumps(results, indent=1))
         return results
     config = ModelConfig(pretrained=False, loader_workers=args.workers, batch_size=args.batch_size,
                          steps_per_epoch=args.steps_per_epoch)
     precision = Precision.for_device(device)
-    workers = worker_count(config.loader_workers)
+    processes = use_worker_processes(args.worker_kind, device)
+    workers = worker_count(config.loader_workers, processes=processes)
     amp_dtype = bare_amp_dtype(device) if args.amp else None
     if args.amp and amp_dtype is None:
         print("--amp: no CUDA, so no AMP bare step (the trainer runs float32 here; fp32 is its reference)")
     budget = Budget(config.safety_margin_s, config.duration_margin)
     loader_settings = LoaderSettings(config.flip, workers, config.loader_queue, config.seed,
-                                     precision.pin_memory)
+                                     precision.pin_memory, processes)
     session = build_session(synthetic_pairs(args.examples, args.size, args.channels, args.classes), config,
                             num_examples=args.examples, output_dim=args.classes, precision=precision,
                             loader_settings=loader_settings, budget=budget)
@@ -284,7 +311,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     augments = {strategy: benchmark_augment(strategy) for strategy in args.augment}
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device {device} ({device_name}), precision {precision.describe()}, {threads} CPU threads, "
-          f"{workers} batch workers, pinned memory {'on' if precision.pin_memory else 'off'}, plan "
+          f"{workers} batch worker {'processes' if processes else 'threads'}, "
+          f"pinned memory {'on' if precision.pin_memory else 'off'}, plan "
           f"{plan.height}x{plan.width}x{plan.channels} batch {plan.batch_size}, "
           f"{plan.steps_per_epoch} steps/epoch, "
           f"augmentations: {', '.join(f'{name} {augment!r}' for name, augment in augments.items())}")
@@ -315,7 +343,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     print_results(results)
     if args.pipeline_seconds > 0:
         results["pipeline_images_per_second"] = measure_pipeline(
-            plan.height, plan.channels, args.classes, plan.batch_size, ["none", *args.augment], args.pipeline_seconds)
+            plan.height, plan.channels, args.classes, plan.batch_size, ["none", *args.augment], args.pipeline_seconds,
+            processes=processes)
     if not args.no_first_prediction:
         results["first_prediction_s"] = first_prediction_seconds()
         print(f"time from Model() to first prediction on digits: {results['first_prediction_s']:.2f} s")

@@ -205,9 +205,10 @@ def environment(sizes: Sizes) -> dict:
     import torch
     import torchvision
 
-    from autoclint.hardware import Precision, pick_device, usable_cores, worker_count
+    from autoclint.hardware import Precision, pick_device, usable_cores, use_worker_processes, worker_count
 
     device = pick_device()
+    processes = use_worker_processes("auto", device)
     precision = Precision.for_device(device)
     found = {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
              "torchvision": torchvision.__version__, "numpy": np.__version__, "pillow": PIL.__version__,
@@ -216,7 +217,9 @@ def environment(sizes: Sizes) -> dict:
              "cuda_available": torch.cuda.is_available(), "cuda": torch.version.cuda,
              "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
              "precision": precision.describe(), "pin_memory": precision.pin_memory,
-             "batch_workers": worker_count(0), "cudnn_benchmark": torch.backends.cudnn.benchmark,
+             "batch_workers": worker_count(0, processes=processes),
+             "batch_worker_kind": "processes" if processes else "threads",
+             "cudnn_benchmark": torch.backends.cudnn.benchmark,
              "sizes": asdict(sizes)}
     if device.type == "cuda":
         properties = torch.cuda.get_device_properties(device)
@@ -453,7 +456,8 @@ def summary_lines(summary: dict) -> list[str]:
     if found and "torch" in found:
         lines.append(f"python {found['python']}, torch {found['torch']}, torchvision {found['torchvision']}, "
                      f"CUDA {found['cuda']}, cuDNN {found['cudnn']}, {found['cores']} cores, "
-                     f"{found['precision']}, {found['batch_workers']} batch workers, "
+                     f"{found['precision']}, {found['batch_workers']} batch worker "
+                     f"{found.get('batch_worker_kind', 'threads')}, "
                      f"pinned memory {'on' if found['pin_memory'] else 'off'}")
     for name, figures in steps.get("datasets", {}).items():
         if isinstance(figures, dict) and "train_records" in figures:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from autoclint.augment import Op, PolicyAugment, SubPolicy
-from autoclint.data.batches import BatchLoader, TrainSampler, random_flip, to_batch_tensor, to_channels_first
+from autoclint.data.batches import BatchLoader, TrainSampler, build_batch, to_batch_tensor, to_channels_first
 from autoclint.data.bridge import is_tf_dataset, iterate_numpy
 from autoclint.data.cache import CacheFiller, ExampleCache
 from autoclint.data.convert import ExampleConverter, frame_indices, value_range
@@ -117,12 +117,18 @@ def test_sampler_never_yields_held_out_examples():
     assert set(drawn.tolist()) == set(range(12)) - {0, 5}
 
 
-def test_flip_mirrors_about_half_of_the_batch():
-    batch = np.tile(np.arange(4, dtype=np.uint8).reshape(1, 1, 1, 4, 1), (200, 1, 1, 1, 1))
-    flipped = random_flip(batch.copy(), np.random.default_rng(0))
-    mirrored = int((flipped[:, 0, 0, 0, 0] == 3).sum())
-    assert 60 < mirrored < 140
-    assert np.array_equal(np.sort(flipped, axis=3), batch)
+@pytest.mark.parametrize("frames", [1, 3])
+def test_flip_mirrors_about_half_of_the_batch_and_nothing_else(frames):
+    examples = np.tile(np.arange(4, dtype=np.uint8).reshape(1, 1, 1, 4, 1), (200, frames, 2, 1, 3))
+    examples[:, :, :, :, 1] += 10  # channels stay apart
+    batch = build_batch(examples.copy(), np.random.default_rng(0), flip=True, transform=None).numpy()
+    rows = batch.reshape(200, -1, 4)  # every row of every channel and frame
+    mirrored = rows[:, 0, 0] == 3
+    assert 60 < int(mirrored.sum()) < 140
+    reference = to_batch_tensor(examples).numpy()
+    assert np.array_equal(batch[~mirrored], reference[~mirrored])
+    assert np.array_equal(batch[mirrored], reference[mirrored][..., ::-1])
+    assert np.array_equal(build_batch(examples.copy(), np.random.default_rng(0), False, None).numpy(), reference)
 
 
 def test_batch_tensor_is_channels_first_and_contiguous():
@@ -138,7 +144,7 @@ def test_loader_builds_uint8_batches_applies_the_transform_and_shuts_down():
     cache = _filled_cache(12)
     calls = []
 
-    def invert(batch):
+    def invert(batch, rng):
         calls.append(batch.shape)
         return 255 - batch
 

@@ -163,7 +163,7 @@ def test_batch_workers_compute_with_one_intra_op_thread_and_leave_the_trainers_a
         cache.append(np.full((1, 8, 8, 3), index, np.uint8), np.eye(2, dtype=np.float32)[index % 2])
     seen = []
 
-    def recording(batch: torch.Tensor) -> torch.Tensor:
+    def recording(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         seen.append((threading.current_thread().name, torch.get_num_threads()))
         return batch
 

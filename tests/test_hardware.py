@@ -53,9 +53,9 @@ def test_the_cuda_device_carries_its_index_so_tensors_on_it_compare_equal(monkey
 def test_the_machine_line_reports_the_intra_op_threads_torch_uses_on_cuda(monkeypatch):
     fake_gpu(monkeypatch, (9, 0))
     device = hardware.pick_device()
-    line = hardware.describe_machine(device, Precision.for_device(device), 0, 3)
+    line = hardware.describe_machine(device, Precision.for_device(device), 0, 3, processes=True)
     assert f" {torch.get_num_threads()} intra-op threads" in line and " 0 intra-op" not in line
-    assert "3 batch workers (1 intra-op thread each)" in line and line.startswith("GPU sm_90: cuda:0, bfloat16")
+    assert "3 batch worker processes (1 intra-op thread each)" in line and line.startswith("GPU sm_90: cuda:0, bfloat16")
 
 
 def test_bfloat16_autocast_and_channels_last_work_on_cpu():

@@ -1,7 +1,8 @@
 """In-memory uint8 cache of converted examples, filled in the background while training reads it.
 
 The disk and the decoder are touched once per example; the cache holds uint8 at the planned input
-size (never float copies), so a 175k-image set planned at 64×64×3 needs about 2 GB.
+size (never float copies), so a 175k-image set planned at 64×64×3 needs about 2 GB. On Linux the
+examples live in shared memory, which batch worker processes map without copying.
 """
 
 from __future__ import annotations
@@ -13,18 +14,46 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from autoclint.data.shared import SHARED_MEMORY_AVAILABLE, SharedFile
+
 logger = logging.getLogger(__name__)
 
 
 class ExampleCache:
-    """A growable array of uint8 examples and float32 labels: one writer appends, readers gather."""
+    """A growable array of uint8 examples and float32 labels: one writer appends, readers gather.
 
-    def __init__(self, example_shape: tuple[int, ...], num_classes: int, capacity: int = 256) -> None:
+    The examples are kept in a `SharedFile` where the system has one (`shared`), so that worker processes
+    can read them; growing then extends the file instead of copying."""
+
+    def __init__(self, example_shape: tuple[int, ...], num_classes: int, capacity: int = 256, *,
+                 shared: bool = SHARED_MEMORY_AVAILABLE) -> None:
         capacity = max(1, capacity)
-        self._examples = np.empty((capacity, *example_shape), dtype=np.uint8)
+        self._file = SharedFile("autoclint-cache", self._nbytes(capacity, example_shape)) if shared else None
+        self._examples = self._new_examples(capacity, example_shape)
         self._labels = np.zeros((capacity, num_classes), dtype=np.float32)
         self._size = 0
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _nbytes(capacity: int, example_shape: tuple[int, ...]) -> int:
+        return capacity * int(np.prod(example_shape, dtype=np.int64))
+
+    def _new_examples(self, capacity: int, example_shape: tuple[int, ...]) -> np.ndarray:
+        """Room for `capacity` examples: the shared file grown to fit (its data stays), or a new array."""
+        if self._file is None:
+            return np.empty((capacity, *example_shape), dtype=np.uint8)
+        self._file.resize(self._nbytes(capacity, example_shape))
+        return self._file.array((capacity, *example_shape), np.uint8)
+
+    @property
+    def shared_file(self) -> Optional[SharedFile]:
+        """The shared memory holding the examples (row i at offset i * example bytes), or None."""
+        return self._file
+
+    @property
+    def capacity(self) -> int:
+        """How many examples fit before the next growth."""
+        return len(self._examples)
 
     def __len__(self) -> int:
         return self._size
@@ -46,9 +75,10 @@ class ExampleCache:
     def _grow(self) -> None:
         """Double the capacity; readers holding the old arrays keep valid data."""
         capacity = 2 * len(self._examples)
-        examples = np.empty((capacity, *self._examples.shape[1:]), dtype=np.uint8)
+        examples = self._new_examples(capacity, self._examples.shape[1:])
         labels = np.zeros((capacity, self._labels.shape[1]), dtype=np.float32)
-        examples[: self._size] = self._examples[: self._size]
+        if self._file is None:  # a shared file kept its bytes in place
+            examples[: self._size] = self._examples[: self._size]
         labels[: self._size] = self._labels[: self._size]
         with self._lock:
             self._examples, self._labels = examples, labels
@@ -57,15 +87,27 @@ class ExampleCache:
         """Copies of the examples and labels at `indices` (all below `len(self)`)."""
         with self._lock:
             examples, labels, size = self._examples, self._labels, self._size
-        indices = np.asarray(indices, dtype=np.int64)
-        if len(indices) and (indices.min() < 0 or indices.max() >= size):
-            raise IndexError(f"cache index out of range [0, {size})")
+        indices = checked_indices(indices, size)
         return examples[indices], labels[indices]
+
+    def labels_at(self, indices: np.ndarray) -> np.ndarray:
+        """Copies of the labels at `indices` (all below `len(self)`)."""
+        with self._lock:
+            labels, size = self._labels, self._size
+        return labels[checked_indices(indices, size)]
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Views of everything cached so far (examples, labels)."""
         with self._lock:
             return self._examples[: self._size], self._labels[: self._size]
+
+
+def checked_indices(indices: np.ndarray, size: int) -> np.ndarray:
+    """`indices` as int64, all in [0, size) (IndexError otherwise)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if len(indices) and (indices.min() < 0 or indices.max() >= size):
+        raise IndexError(f"cache index out of range [0, {size})")
+    return indices
 
 
 class CacheFiller:
