@@ -4,7 +4,16 @@ import math
 
 import numpy as np
 
-from autoclint.candidates import BLEND, FAST_LEARNER, NETWORK, FastCandidate, blend, choose_prediction
+import autoclint.candidates as candidates_module
+from autoclint.candidates import (
+    BLEND,
+    FAST_LEARNER,
+    NETWORK,
+    REFIT_TOLERANCE,
+    FastCandidate,
+    blend,
+    choose_prediction,
+)
 from autoclint.data.cache import ExampleCache
 from autoclint.early import FastLearnerSettings
 
@@ -118,3 +127,22 @@ def test_a_refit_that_scores_lower_on_validation_is_not_used():
     assert not candidate.fit_if_grown(cache, valid, all_read=False)
     assert candidate.learner is learner and candidate.valid_scores is scores and candidate.version == 1
     assert candidate.fitted_on == 600 - len(valid) and not candidate.wants_fit(600 - len(valid), all_read=False)
+
+
+def test_a_refit_within_the_tolerance_of_the_fit_in_use_replaces_it(monkeypatch):
+    """A refit that scores a little lower on a small, noisy validation set is used (more examples: better in
+    expectation); only one lower by more than REFIT_TOLERANCE is refused."""
+    cache = cache_of(200)
+    valid = np.arange(0, 200, 10)
+    candidate = FastCandidate(FastLearnerSettings(random_features=64), False, 2)
+    assert candidate.fit_if_grown(cache, valid, all_read=False)
+    for shift, used in ((REFIT_TOLERANCE / 2, True), (2 * REFIT_TOLERANCE, False)):
+        in_use = candidate.valid_scores
+
+        def scored(labels, scores, in_use=in_use, shift=shift):  # the new fit scores `shift` below the fit in use
+            return 0.8 if scores is in_use else 0.8 - shift
+
+        monkeypatch.setattr(candidates_module, "nauc", scored)
+        version = candidate.version
+        assert candidate.fit(cache, np.setdiff1d(np.arange(200), valid), *cache.gather(valid)) is used
+        assert candidate.version == version + used and (candidate.valid_scores is in_use) != used
