@@ -61,7 +61,6 @@ class ModelConfig:
     max_valid_ratio: float = 0.2
     probe_size: int = 256
     # data pipeline
-    small_dataset: int = 2048  # at most this many training examples: decode all before the first step
     loader_workers: int = 0  # 0: one per spare CPU core, 1 to 4 threads or 8 processes (hardware.worker_count)
     loader_kind: str = "auto"  # threads | processes | auto: processes on CUDA (hardware.use_worker_processes)
     loader_queue: int = 4

@@ -1,12 +1,14 @@
-"""The Trainer on large and odd data: the streaming validation split above `small_dataset` examples, labels
+"""The Trainer on large and odd data: the streaming validation split from the prefix, labels
 stored in class order, an unknown data set size, label columns that disagree with the metadata, three
 failed calls in a row, no validation set, a learning rate that saturates; flip TTA and the blend at test
 time."""
 
 import logging
 import threading
+import time
 
 import numpy as np
+import pytest
 
 from autoclint.budget import Kind
 from autoclint.metrics import nauc
@@ -30,10 +32,11 @@ def tiny_task(count, classes=3, seed=0, sorted_labels=False):
 
 class GatedSource:
     """Yields the examples, holding after the first `open_count` until `gate` is set (or a timeout, so that a
-    trainer that insists on reading everything first fails the test instead of hanging it)."""
+    trainer that insists on reading everything first fails the test instead of hanging it). Each example
+    takes `delay_s` to read, so that reading the rest is measurably slow (else it is read before the split)."""
 
-    def __init__(self, pairs, open_count):
-        self.pairs, self.open_count = pairs, open_count
+    def __init__(self, pairs, open_count, delay_s=0.001):
+        self.pairs, self.open_count, self.delay_s = pairs, open_count, delay_s
         self.gate = threading.Event()
         self.yielded = 0
 
@@ -41,6 +44,7 @@ class GatedSource:
         for index, pair in enumerate(self.pairs):
             if index == self.open_count:
                 self.gate.wait(GATE_TIMEOUT_S)
+            time.sleep(self.delay_s)
             self.yielded += 1
             yield pair
 
@@ -49,22 +53,23 @@ def valid_classes(session):
     return set(session.valid.labels.argmax(axis=1).tolist())
 
 
-def test_above_small_dataset_the_validation_set_comes_from_the_prefix_while_the_rest_streams_in():
-    pairs, _ = tiny_task(3000)
+@pytest.mark.parametrize("count", [3000, 1000])  # small sets too: reading them whole delayed the first fit
+def test_the_validation_set_comes_from_the_prefix_while_the_rest_streams_in(count):
+    pairs, _ = tiny_task(count)
     source = GatedSource(pairs, open_count=700)
-    trainer = Trainer(Metadata(3000, 3), NETWORK_ONLY)
+    trainer = Trainer(Metadata(count, 3), NETWORK_ONLY)
     try:
         trainer.train(iter(source), remaining_time_budget=60.0)
         session = trainer.session
         assert session is not None and trainer.epochs >= 1, "the first call did not train"
         assert source.yielded <= 700 and not session.filler.finished  # training started on the prefix
-        assert len(session.valid) == session.plan.num_valid == 256
+        assert len(session.valid) == session.plan.num_valid == (256 if count == 3000 else 128)
         assert session.valid_indices.max() < 700 and valid_classes(session) == {0, 1, 2}
         held_out = session.valid_indices.copy()
         source.gate.set()
-        session.filler.wait_for(3000, timeout=GATE_TIMEOUT_S)
+        session.filler.wait_for(count, timeout=GATE_TIMEOUT_S)
         trainer.train(iter(source), remaining_time_budget=60.0)
-        assert len(session.cache) == 3000 and np.array_equal(session.valid_indices, held_out)
+        assert len(session.cache) == count and np.array_equal(session.valid_indices, held_out)
         test, _ = tiny_task(20, seed=1)
         assert trainer.test(test).shape == (20, 3)
     finally:
@@ -72,8 +77,23 @@ def test_above_small_dataset_the_validation_set_comes_from_the_prefix_while_the_
         trainer.close()
 
 
+def test_a_set_that_reads_fast_is_read_whole_before_the_split():
+    """In memory, the rest of 1,000 examples takes far less than READ_ALL_FIRST_S: all of it is read before
+    the split, so the validation examples come from all of it and the first fit sees every example."""
+    pairs, _ = tiny_task(1000)
+    trainer = Trainer(Metadata(1000, 3), FAST)
+    try:
+        trainer.train(pairs, remaining_time_budget=60.0)
+        session = trainer.session
+        assert session.filler.finished and len(session.cache) == 1000
+        assert session.valid_indices.max() >= 400  # beyond the prefix (128 + 256) that a slow set is split on
+        assert trainer.fast.fitted_on == 1000 - len(session.valid)
+    finally:
+        trainer.close()
+
+
 def test_the_first_fit_uses_what_was_read_and_waits_for_no_more():
-    """Above `small_dataset` the first call fits the fast learner on the prefix read for the split and
+    """The first call fits the fast learner on the prefix read for the split and
     returns: no more examples are awaited, and the network is not built before the first prediction."""
     pairs, _ = tiny_task(3000)
     source = GatedSource(pairs, open_count=700)

@@ -1,8 +1,9 @@
 """Train/validation split: which cached examples are held out to score checkpoints.
 
-Labels stored in class order (or tiny sets) would give a one-class validation prefix, so then the
-whole set is read first and the held-out examples are drawn from all of it; otherwise they are drawn
-from the prefix decoded before training starts, and the rest keeps streaming in.
+Labels stored in class order would give a one-class validation prefix, so then (and when the size is
+unknown) the whole set is read first and the held-out examples are drawn from all of it; otherwise they
+are drawn from the prefix decoded before the first fit, whatever the set's size, and the rest keeps
+streaming in. Reading a small set whole first delayed the first prediction by up to 3 s (800 JPEGs).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import numpy as np
 from autoclint.probe import Probe
 
 
-def must_read_all_first(probe: Probe, num_examples: int, small_dataset: int) -> bool:
-    """Whether to decode the whole training set before choosing the validation examples."""
-    return num_examples <= small_dataset or probe.labels_look_sorted
+def must_read_all_first(probe: Probe, num_examples: int) -> bool:
+    """Whether to decode the whole training set before choosing the validation examples: when its labels
+    look sorted, or its size is unknown (`num_examples` <= 0)."""
+    return num_examples <= 0 or probe.labels_look_sorted
 
 
 def prefix_needed(num_examples: int, num_valid: int, batch_size: int, probe_size: int) -> int:
