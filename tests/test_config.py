@@ -96,3 +96,10 @@ def test_scratch_settings_replace_the_papers_only_without_weights():
     plain = config_from_preset("plain_finetune")
     assert plain.for_weights(False) is plain and not plain.fast_learner
     assert ModelConfig(adapt_to_scratch=False).for_weights(False).tau == ModelConfig().tau
+
+
+def test_batch_worker_kind_is_one_of_the_known_and_a_bad_one_is_named():
+    assert ModelConfig().loader_kind == "auto"
+    assert ModelConfig(loader_kind="processes").loader_kind == "processes"
+    with pytest.raises(ValueError, match="loader_kind"):
+        ModelConfig(loader_kind="fork")

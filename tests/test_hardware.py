@@ -12,6 +12,18 @@ def test_worker_count_comes_from_the_cores_unless_set():
     assert worker_count(0, cores=1) == 1
     assert worker_count(0, cores=16) == hardware.MAX_AUTO_WORKERS
     assert worker_count(2, cores=16) == 2
+    assert worker_count(0, cores=16, processes=True) == hardware.MAX_AUTO_PROCESSES > hardware.MAX_AUTO_WORKERS
+
+
+def test_batch_workers_are_processes_on_cuda_with_cores_to_spare_or_when_asked(monkeypatch):
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    assert hardware.use_worker_processes("auto", cuda, cores=16)
+    assert not hardware.use_worker_processes("auto", cuda, cores=2)  # one worker: a thread starts at once
+    assert not hardware.use_worker_processes("auto", cpu, cores=16)  # the training step needs the cores
+    assert hardware.use_worker_processes("processes", cpu, cores=2)
+    assert not hardware.use_worker_processes("threads", cuda, cores=16)
+    monkeypatch.setattr(hardware, "SHARED_MEMORY_AVAILABLE", False)  # no memfd (not Linux): threads
+    assert not hardware.use_worker_processes("processes", cpu) and not hardware.use_worker_processes("auto", cuda)
 
 
 def fake_gpu(monkeypatch, capability: tuple[int, int], bf16_supported: bool = True) -> None:
