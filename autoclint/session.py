@@ -97,11 +97,20 @@ class Session:
         """Start the batch worker processes, where the settings ask for them, so that they are ready by the
         first training step (each first imports torch)."""
         if self.loader_settings.processes and self.worker_pool is None and self.cache.shared_file is not None:
-            self.worker_pool = WorkerPool(self.cache, self.loader_settings.workers, self.loader_settings.seed)
+            try:
+                self.worker_pool = WorkerPool(self.cache, self.loader_settings.workers, self.loader_settings.seed)
+            except Exception:  # e.g. a platform that forbids starting processes
+                logger.exception("batch worker processes could not start: using threads")
+                self.loader_settings = dataclasses.replace(self.loader_settings, processes=False)
 
     def start_loader(self) -> BatchLoader | ProcessBatchLoader:
         """The running batch loader (a fresh one after a failure closed the last): over the worker processes
         while any is left, else on threads."""
+        if isinstance(self.loader, ProcessBatchLoader) and len(self.worker_pool) == 0:
+            logger.warning("no batch worker process left: building batches on threads")
+            self.close_loader()
+            self.close_workers()
+            self.loader_settings = dataclasses.replace(self.loader_settings, processes=False)
         if self.loader is None:
             settings = self.loader_settings
             self.start_workers()

@@ -12,7 +12,8 @@ import torch
 
 from autoclint.augment import PolicyAugment
 from autoclint.augment.policies import Op, SubPolicy
-from autoclint.data.batches import TrainSampler
+import autoclint.session as session_module
+from autoclint.data.batches import BatchLoader, TrainSampler
 from autoclint.data.cache import ExampleCache
 from autoclint.data.shared import SHARED_MEMORY_AVAILABLE
 from autoclint.data.workers import TASKS_PER_WORKER, ProcessBatchLoader, WorkerPool
@@ -195,7 +196,28 @@ def test_a_network_trains_on_batches_from_worker_processes_which_stop_with_train
                     break
         assert nauc(solution, prediction) > 0.8 and "2 batch worker processes" in caplog.text
         assert trainer.epochs > 0 and pool.alive == 2
-        trainer._stop_training()
-        assert trainer.session.worker_pool is None and pool.alive == 0
+        for worker in pool.workers:  # both die: the run goes on, on threads
+            worker.process.kill()
+        epochs = trainer.epochs
+        for _ in range(2):
+            trainer.train(train, remaining_time_budget=60.0)
+        assert trainer.epochs > epochs and isinstance(trainer.session.loader, BatchLoader)
+        assert trainer.session.worker_pool is None and not trainer.done_training
+    finally:
+        trainer.close()
+    assert pool.alive == 0
+
+
+def test_processes_that_cannot_start_leave_the_run_on_threads(monkeypatch, caplog):
+    def forbidden(*args, **kwargs):
+        raise PermissionError("starting processes is not allowed here")
+
+    monkeypatch.setattr(session_module, "WorkerPool", forbidden)
+    train, _ = easy_task(60)
+    trainer = Trainer(Metadata(60, 3), FAST.replace(fast_learner=False, loader_kind="processes"))
+    try:
+        trainer.train(train, remaining_time_budget=30.0)
+        assert trainer.epochs > 0 and isinstance(trainer.session.loader, BatchLoader)
+        assert "could not start: using threads" in caplog.text
     finally:
         trainer.close()
