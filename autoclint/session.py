@@ -192,18 +192,18 @@ def build_network_on(device: torch.device, precision: Precision, plan: Plan, con
 
 
 def hold_out_validation(filler: CacheFiller, cache: ExampleCache, probe: Probe, plan: Plan, total: int,
-                        config: ModelConfig, device: torch.device,
-                        seconds_per_example: Optional[float] = None) -> tuple[DeviceSet, np.ndarray]:
+                        config: ModelConfig, device: torch.device) -> tuple[DeviceSet, np.ndarray]:
     """Wait for enough decoded examples, choose the validation examples and put them on the device.
 
-    The rest of a set is also awaited when reading it is expected to take at most `READ_ALL_FIRST_S` at
-    `seconds_per_example` (the probe's rate): then the split and the first fit see all of it, at little cost."""
-    prefix = prefix_needed(total, plan.num_valid, plan.batch_size, config.probe_size)
-    cheap = seconds_per_example is not None and (total - prefix) * seconds_per_example <= READ_ALL_FIRST_S
-    if must_read_all_first(probe, total) or cheap:
+    After the prefix, the rest is also awaited when reading and converting it is expected to take at most
+    `READ_ALL_FIRST_S` at the rate measured on the prefix: the split and the first fit then see all of it."""
+    if must_read_all_first(probe, total):
         available = filler.wait_for(math.inf)
     else:
-        available = filler.wait_for(prefix)
+        available = filler.wait_for(prefix_needed(total, plan.num_valid, plan.batch_size, config.probe_size))
+        rate = filler.seconds_per_example
+        if available < total and rate is not None and (total - available) * rate <= READ_ALL_FIRST_S:
+            available = filler.wait_for(total)
     num_valid = min(plan.num_valid, max(0, available - 1))
     indices = choose_valid_indices(available, num_valid, config.seed) if num_valid else np.empty(0, int)
     examples, labels = cache.gather(indices)
@@ -229,8 +229,7 @@ def read_data(dataset: Any, config: ModelConfig, *, num_examples: int, output_di
     filler = CacheFiller(source, cache, converter, on_finish=converter.log_nonfinite_summary).start()
     if num_examples <= 0:  # unknown size: read everything before splitting
         total = 0
-    valid, valid_indices = hold_out_validation(filler, cache, probe, plan, total, config, device,
-                                               budget.measured(Kind.READ))
+    valid, valid_indices = hold_out_validation(filler, cache, probe, plan, total, config, device)
     session = Session(probe, plan, converter, cache, filler, valid, valid_indices,
                       TrainSampler(cache, valid_indices, config.seed), loader_settings)
     session.start_workers()
