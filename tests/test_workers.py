@@ -69,7 +69,7 @@ def pool_of():
 
     yield make
     for pool in pools:
-        pool.close()
+        pool.close(wait=True)
     assert all(pool.alive == 0 for pool in pools)
 
 
@@ -163,7 +163,7 @@ def test_batches_are_built_here_until_a_worker_is_ready():
         assert_pixels_match_labels(batch, labels)
         assert not pool.workers[0].ready
     finally:
-        pool.close()
+        pool.close(wait=True)
     assert pool.alive == 0
 
 
@@ -205,6 +205,7 @@ def test_a_network_trains_on_batches_from_worker_processes_which_stop_with_train
         assert trainer.session.worker_pool is None and not trainer.done_training
     finally:
         trainer.close()
+    pool.close(wait=True)  # closed already: this only waits for the processes to be reaped
     assert pool.alive == 0
 
 

@@ -22,6 +22,7 @@ import selectors
 import struct
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import weakref
@@ -104,9 +105,12 @@ class WorkerPool:
         self.seed = seed
         self.generation = 0
         self._started = time.monotonic()
+        self._reaper: Optional[threading.Thread] = None
         self._selector = selectors.DefaultSelector()
         self.workers = [self._spawn(index) for index in range(max(1, workers))]
-        self._finalizer = weakref.finalize(self, _stop_processes, [worker.process for worker in self.workers])
+        # also run at interpreter exit when nobody closed the pool: the closed connections end the workers
+        self._finalizer = weakref.finalize(self, _stop_processes, [worker.process for worker in self.workers],
+                                           [worker.connection for worker in self.workers])
         logger.info("starting %d batch worker processes", len(self.workers))
 
     def _spawn(self, index: int) -> _Worker:
@@ -182,22 +186,33 @@ class WorkerPool:
         """Number of worker processes running."""
         return sum(worker.process.poll() is None for worker in self.workers)
 
-    def close(self) -> None:
-        """Stop the processes (asked first, killed after `STOP_TIMEOUT_S`); safe to call more than once."""
-        for worker in self.workers:
-            try:
-                worker.send_control(("stop",))
-            except (OSError, ValueError):
-                pass
-        self._finalizer()
-        for worker in self.workers:
-            worker.connection.close()
+    def close(self, wait: bool = False) -> None:
+        """Stop the processes: closing their connections ends them. They are reaped in the background (an
+        interpreter exiting takes a second or two, which a training call must not wait for); with `wait`, here.
+        One still running after `STOP_TIMEOUT_S` is killed. Safe to call more than once."""
+        self._reaper = self._finalizer() or self._reaper
         self._selector.close()
         self.slots.close()
+        if wait and self._reaper is not None:
+            self._reaper.join()
 
 
-def _stop_processes(processes: Sequence[subprocess.Popen]) -> None:
-    """Wait a moment for the processes to exit, then kill those still running."""
+def _stop_processes(processes: Sequence[subprocess.Popen],
+                    connections: Sequence[Connection]) -> Optional[threading.Thread]:
+    """Close the connections (a worker ends when its connection does) and reap the processes on a daemon
+    thread, killing those still running after `STOP_TIMEOUT_S`; returns that thread (None at interpreter
+    exit, where no thread can start: the workers end on their own then)."""
+    for connection in connections:
+        connection.close()
+    reaper = threading.Thread(target=_reap, args=(processes,), name="autoclint-worker-reaper", daemon=True)
+    try:
+        reaper.start()
+    except RuntimeError:
+        return None
+    return reaper
+
+
+def _reap(processes: Sequence[subprocess.Popen]) -> None:
     deadline = time.monotonic() + STOP_TIMEOUT_S
     for process in processes:
         try:
@@ -431,7 +446,7 @@ def _example_shape(batch_shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def serve(argv: Sequence[str]) -> None:
     """A worker process's main loop: connection, cache and slot descriptors and its index on the command line;
-    ends on "stop" or when the parent is gone."""
+    ends when the parent closes the connection (or is gone)."""
     connection_fd, cache_fd, slots_fd, index = (int(value) for value in argv)
     torch.set_num_threads(1)
     connection = Connection(connection_fd)
@@ -441,8 +456,6 @@ def serve(argv: Sequence[str]) -> None:
         try:
             message = connection.recv_bytes()
         except (EOFError, OSError):
-            return
-        if message == _CONTROL + pickle.dumps(("stop",)):
             return
         reply = state.handle(message)
         if reply is not None:
