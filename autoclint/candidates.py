@@ -117,8 +117,9 @@ class FastCandidate:
             valid_labels: Optional[np.ndarray] = None) -> bool:
         """Fit on (a seeded subsample of) the cached training examples and score the validation examples.
 
-        The new fit replaces the last only when it scores at least as well on validation (with `valid_labels`):
-        a refit on barely more examples, with more random features, can overfit. Returns whether it did."""
+        The new fit replaces the last unless it scores more than `REFIT_TOLERANCE` lower on validation (with
+        `valid_labels`): a refit on barely more examples, with more random features, can overfit. Returns
+        whether it replaced it."""
         start = time.monotonic()
         rng = np.random.default_rng(self.settings.seed + self.version)
         if len(train_indices) > self.settings.max_train_examples:

@@ -98,7 +98,7 @@ class Session:
         first training step (each first imports torch)."""
         if self.loader_settings.processes and self.worker_pool is None and self.cache.shared_file is not None:
             try:
-                self.worker_pool = WorkerPool(self.cache, self.loader_settings.workers, self.loader_settings.seed)
+                self.worker_pool = WorkerPool(self.cache, self.loader_settings.workers)
             except Exception:  # e.g. a platform that forbids starting processes
                 logger.exception("batch worker processes could not start: using threads")
                 self.loader_settings = dataclasses.replace(self.loader_settings, processes=False)

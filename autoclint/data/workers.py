@@ -97,12 +97,11 @@ class _Reply:
 class WorkerPool:
     """Batch worker processes over a cache's shared memory: started at once, kept until `close`."""
 
-    def __init__(self, cache: ExampleCache, workers: int, seed: int = 0) -> None:
+    def __init__(self, cache: ExampleCache, workers: int) -> None:
         if cache.shared_file is None:
             raise ValueError("worker processes need a cache in shared memory (ExampleCache(shared=True))")
         self.cache = cache
         self.slots = SharedFile("autoclint-batches", 1)
-        self.seed = seed
         self.generation = 0
         self._started = time.monotonic()
         self._reaper: Optional[threading.Thread] = None
