@@ -167,3 +167,57 @@ def test_rejects_mismatched_inputs():
         FastLearner(SMALL, False, 4).fit(x, y[:5])
     with pytest.raises(RuntimeError, match="before fit"):
         FastLearner(SMALL, False, 4).predict(x)
+
+
+def ramp_image(angle: float, side: int = 24) -> np.ndarray:
+    """[1, side, side] grey ramp whose gradient points at `angle` everywhere (radians, x right, y down): a
+    step edge would be a staircase of axis-aligned steps."""
+    rows, cols = np.mgrid[0:side, 0:side] - (side - 1) / 2
+    return (0.5 + 0.02 * (np.cos(angle) * cols + np.sin(angle) * rows)).astype(np.float32)[None]
+
+
+@pytest.mark.parametrize("bin_index", range(8))
+def test_gradient_histograms_put_a_ramp_in_the_bin_of_its_orientation(bin_index):
+    """Unsigned orientations over [0, pi) in 8 bins: a ramp at a bin's centre puts most of its mass there,
+    the same for either polarity; a flat image has none."""
+    angle = (bin_index + 0.5) * np.pi / 8
+    for polarity in (0.0, np.pi):
+        histogram = early.gradient_histograms(ramp_image(angle + polarity), 1, 8).reshape(8) ** 2
+        assert histogram.argmax() == bin_index
+        assert histogram[bin_index] > 0.6 * histogram.sum()
+    flat = early.gradient_histograms(np.full((1, 24, 24), 0.5, np.float32), 2, 8)
+    np.testing.assert_array_equal(flat, 0.0)
+
+
+def test_gradient_histograms_are_counted_per_cell():
+    """A ramp in the left half only shows in the left cells."""
+    image = ramp_image(0.0)
+    image[:, :, 12:] = image[:, :, 11:12]  # the right half flat
+    histogram = early.gradient_histograms(image, 2, 8).reshape(2, 2, 8)
+    assert histogram[:, 0].sum() > 0 and np.allclose(histogram[:, 1], 0.0, atol=1e-3)
+
+
+def test_box_pool_averages_each_bin():
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 10, 7, 2), dtype=np.float32)
+    pooled = early.box_pool(images, 4, 3)
+    row_starts, col_starts = early.bin_starts(10, 4), early.bin_starts(7, 3)
+    row_ends, col_ends = np.append(row_starts[1:], 10), np.append(col_starts[1:], 7)
+    for r in range(4):
+        for c in range(3):
+            block = images[:, row_starts[r]:row_ends[r], col_starts[c]:col_ends[c]]
+            np.testing.assert_allclose(pooled[:, r, c], block.mean(axis=(1, 2)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("num, num_features", [(120, 300), (300, 120)], ids=["dual", "primal"])
+def test_both_forms_of_the_ridge_give_the_same_fit(num, num_features):
+    """The kernel form, used when features outnumber examples, is the same regression as the Gram form."""
+    rng = np.random.default_rng(0)
+    phi = rng.standard_normal((num, num_features)).astype(np.float32)
+    targets = rng.standard_normal((num, 3)).astype(np.float32)
+    system = early.ridge_system(phi, targets, fitted=num - 30)
+    assert isinstance(system, early.DualRidge if num < num_features else early.PrimalRidge)
+    other = (early.PrimalRidge if num < num_features else early.DualRidge)(phi, targets, num - 30)
+    assert system.mean_eigenvalue == pytest.approx(other.mean_eigenvalue, rel=1e-5)
+    np.testing.assert_allclose(system.held_decisions(5.0), other.held_decisions(5.0), atol=1e-3)
+    np.testing.assert_allclose(system.weights(5.0), other.weights(5.0), atol=1e-4)
