@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from autoclint.data.cache import ExampleCache
-from autoclint.early import FastLearner, FastLearnerSettings
+from autoclint.early import FastLearner, FastLearnerSettings, blas_controller, raw_features
 from autoclint.metrics import nauc
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ class FastCandidate:
         self.valid_scores: Optional[np.ndarray] = None
         self._test_scores: Optional[np.ndarray] = None
         self._test_version = -1
+        self._features: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # "valid"/"test": (examples, raw features)
 
     def complete(self, available: int) -> bool:
         """Whether the last fit was a full one and saw all the training examples it would use of `available`."""
@@ -128,7 +129,8 @@ class FastCandidate:
         quick = self.version == 0 and self.settings.random_features > QUICK_RANDOM_FEATURES
         settings = replace(self.settings, random_features=QUICK_RANDOM_FEATURES) if quick else self.settings
         learner = FastLearner(settings, self.is_multilabel, self.num_classes).fit(examples, labels)
-        valid_scores = learner.predict(valid_examples) if len(valid_examples) else None
+        valid_scores = learner.predict_features(self._raw_features("valid", valid_examples)) if len(
+            valid_examples) else None
         self.fitted_on, self.quick = len(train_indices), quick  # tried on these: the next refit waits for more
         if self._worse_on_validation(valid_scores, valid_labels):
             logger.info("fast learner refitted on %d examples scores lower on validation (%.4f, %.4f before): kept "
@@ -152,6 +154,16 @@ class FastCandidate:
     def test_scores(self, test_examples: np.ndarray) -> np.ndarray:
         """Scores of the latest fit on the test examples (computed once per fit)."""
         if self._test_version != self.version:
-            self._test_scores = self.learner.predict(test_examples)
+            self._test_scores = self.learner.predict_features(self._raw_features("test", test_examples))
             self._test_version = self.version
         return self._test_scores
+
+    def _raw_features(self, kind: str, examples: np.ndarray) -> np.ndarray:
+        """The raw features of the validation or test examples, computed once while they stay the same: every
+        refit and its prediction would otherwise compute them again (the most costly part of a prediction)."""
+        known = self._features.get(kind)
+        if known is None or not (known[0] is examples or np.array_equal(known[0], examples)):
+            with blas_controller().limit(limits=self.settings.blas_threads):
+                known = (examples, raw_features(examples, self.settings))
+            self._features[kind] = known
+        return known[1]

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 FEATURE_CHUNK = 128  # examples converted to float at once: their intermediate arrays stay in the CPU's cache
 # (about twice as fast as chunks of 2,048, whose every intermediate array is a fresh allocation)
+DECISION_CHUNK = 2048  # examples whose random features are held at once when predicting
 PROBABILITY_FLOOR = 1e-4  # mixed-in uniform mass, so that no probability is exactly 0 or 1
 
 
@@ -433,12 +434,18 @@ class FastLearner:
         """Float32 [N,K] probabilities: rows sum to 1 (multiclass), per-class probabilities (multilabel)."""
         if self._ridge is None:
             raise RuntimeError("FastLearner.predict called before fit")
-        examples = np.asarray(examples)
         with blas_controller().limit(limits=self.settings.blas_threads):
-            chunks = [
-                self._calibrated(self._decisions(raw_features(chunk, self.settings)))
-                for chunk in chunked(examples)
-            ]
+            values = raw_features(examples, self.settings)
+        return self.predict_features(values)
+
+    def predict_features(self, values: np.ndarray) -> np.ndarray:
+        """`predict` from the examples' raw features [N,F] (`raw_features`): they depend on the settings'
+        feature sizes only, not on the fit, so a caller that refits may compute them once."""
+        if self._ridge is None:
+            raise RuntimeError("FastLearner.predict_features called before fit")
+        with blas_controller().limit(limits=self.settings.blas_threads):
+            chunks = [self._calibrated(self._decisions(values[start : start + DECISION_CHUNK]))
+                      for start in range(0, len(values), DECISION_CHUNK)]
         if not chunks:
             return np.zeros((0, self.num_classes), dtype=np.float32)
         return np.concatenate(chunks, axis=0).astype(np.float32)

@@ -2,8 +2,9 @@
 
 The first `train` call reads the probe and the validation split, fits the fast learner on what has been
 read and returns, so that the first prediction waits neither for the network nor for more data; the next
-call fits it in full on what has been read by then and returns too; the call after builds the network. Each later call trains until the validation NAUC improves or its time slice ends
-(slices grow from about a second); `test` predicts with the best checkpoint, with
+call fits it in full on what has been read by then and returns too, and so does each call that refits it on
+at least twice the examples; the first call with no refit to make builds the network. Each later call
+trains until the validation NAUC improves or its time slice ends (slices grow from about a second); `test` predicts with the best checkpoint, with
 flip test-time augmentation once it helps on validation. Training stops when one more step, its
 validation and a test call no longer fit the budget (`budget.py`). Once validation NAUC passes
 `faa_trigger_nauc`, the training augmentation is chosen once, at the start of the next call, installed
@@ -60,7 +61,6 @@ MAX_FAILED_CALLS = 3
 FAST_ONLY_WAIT_S = 1.0  # without a network to train, a call waits this long at most for more examples
 FAST_FIT_ALLOWANCE_S = 2.0  # time a fast-learner fit may take (it subsamples to stay near a second)
 FIRST_FIT_ESTIMATE_S = 0.5  # the quick first fast-learner fit, before any was measured
-EARLY_FITS = 2  # fast-learner fits predicted before the network is built: the quick first, the first full
 FIRST_CALL_MIN_S = 1.0  # with less left, a first call cannot read, fit and predict: it stops at once
 NETWORK_BUILD_ESTIMATE_S = 0.5  # building the network (and finding its weights), after the first predictions
 
@@ -186,8 +186,9 @@ class Trainer:
         """One call's work: read and fit the fast learner first, then build and train the network; every call
         that can do nothing useful any more sets `done_training`, so a tiny budget never spins.
 
-        The first two fast-learner fits return at once, so that the first prediction waits neither for the
-        network to be built nor for more data, and the second has the examples read meanwhile."""
+        Until the network is built, a call that fits the fast learner returns at once, so that the first
+        prediction waits neither for the network nor for more data, and each refit on the examples read
+        meanwhile is predicted without waiting for the network's first epoch."""
         if self.session is None:
             if self.budget.time_left() < FIRST_CALL_MIN_S:
                 logger.info("%.1f s left: too little to read the data and fit; predicting the class priors",
@@ -196,9 +197,9 @@ class Trainer:
                 return
             self.session = self._read_data(dataset)
         session = self.session
-        # the quick first fit and the first full one are predicted at once: they improve the most
-        early_fit = (self._fast_fit_fits() and self._fit_fast_learner(session) and self.fast.version <= EARLY_FITS
-                     and not session.has_network)
+        # before the network is built, every new fit is predicted at once: each sees at least twice the
+        # examples of the last, and the network takes seconds to start learning
+        early_fit = self._fast_fit_fits() and self._fit_fast_learner(session) and not session.has_network
         if not self.config.train_network:
             available = len(session.cache) - len(session.valid_indices)
             if self.fast is None or (session.filler.finished and self.fast.complete(available)):

@@ -91,6 +91,28 @@ def test_the_fast_learner_is_refitted_as_the_cache_grows_then_once_more_when_all
     assert np.allclose(first.sum(axis=1), 1.0)
 
 
+def test_refits_compute_the_features_of_the_validation_and_test_examples_once(monkeypatch):
+    """Raw features do not depend on the fit: a refit and its prediction reuse them while the examples
+    stay the same, and compute them again for other examples."""
+    counted = []
+    real = candidates_module.raw_features
+    monkeypatch.setattr(candidates_module, "raw_features", lambda x, s: counted.append(len(x)) or real(x, s))
+    cache = cache_of(400)
+    valid = np.arange(0, 400, 10)
+    candidate = FastCandidate(FastLearnerSettings(max_train_examples=150, random_features=64), False, 2)
+    test = cache.gather(np.arange(20))[0]
+    for fits in (1, 2):
+        train = np.setdiff1d(np.arange(150 * fits), valid)
+        assert candidate.fit(cache, train, *cache.gather(valid))
+        expected = candidate.learner.predict(test)
+        np.testing.assert_allclose(candidate.test_scores(test), expected, rtol=1e-5, atol=1e-6)
+    assert counted == [40, 20]  # validation once, test once, over two fits
+    other = test + 1
+    candidate.fit(cache, np.arange(1, 300, 2), *cache.gather(valid))
+    np.testing.assert_allclose(candidate.test_scores(other), candidate.learner.predict(other), rtol=1e-5, atol=1e-6)
+    assert counted == [40, 20, 20]  # other test examples: their own features
+
+
 def test_a_partial_cache_is_fitted_again_when_it_doubles_or_is_complete():
     candidate = FastCandidate(FastLearnerSettings(max_train_examples=1000), False, 2)
     candidate.fitted_on = 100

@@ -53,6 +53,29 @@ def valid_classes(session):
     return set(session.valid.labels.argmax(axis=1).tolist())
 
 
+def test_each_refit_before_the_network_is_predicted_at_once():
+    """While the training set doubles between calls, each call refits the fast learner and returns for its
+    prediction; the first call with no refit to make builds the network."""
+    pairs, _ = tiny_task(3000)
+    source = GatedSource(pairs, open_count=700)
+    trainer = Trainer(Metadata(3000, 3), FAST)
+    try:
+        trainer.train(iter(source), remaining_time_budget=60.0)
+        trainer.train(iter(source), remaining_time_budget=60.0)
+        session = trainer.session
+        assert trainer.fast.version == 2 and not session.has_network
+        source.gate.set()
+        session.filler.wait_for(3000, timeout=GATE_TIMEOUT_S)
+        trainer.train(iter(source), remaining_time_budget=60.0)  # all read: more than twice the last fit's
+        assert trainer.fast.version == 3 and trainer.fast.fitted_on == 3000 - len(session.valid)
+        assert not session.has_network and trainer.epochs == 0
+        trainer.train(iter(source), remaining_time_budget=60.0)
+        assert session.has_network and trainer.epochs >= 1
+    finally:
+        source.gate.set()
+        trainer.close()
+
+
 @pytest.mark.parametrize("count", [3000, 1000])  # small sets too: reading them whole delayed the first fit
 def test_the_validation_set_comes_from_the_prefix_while_the_rest_streams_in(count):
     pairs, _ = tiny_task(count)
