@@ -129,8 +129,9 @@ class FastCandidate:
         quick = self.version == 0 and self.settings.random_features > QUICK_RANDOM_FEATURES
         settings = replace(self.settings, random_features=QUICK_RANDOM_FEATURES) if quick else self.settings
         learner = FastLearner(settings, self.is_multilabel, self.num_classes).fit(examples, labels)
-        valid_scores = learner.predict_features(self._raw_features("valid", valid_examples)) if len(
-            valid_examples) else None
+        valid_scores = None
+        if len(valid_examples):
+            valid_scores = learner.predict_features(self._raw_features("valid", valid_examples))
         self.fitted_on, self.quick = len(train_indices), quick  # tried on these: the next refit waits for more
         if self._worse_on_validation(valid_scores, valid_labels):
             logger.info("fast learner refitted on %d examples scores lower on validation (%.4f, %.4f before): kept "

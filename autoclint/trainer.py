@@ -4,12 +4,12 @@ The first `train` call reads the probe and the validation split, fits the fast l
 read and returns, so that the first prediction waits neither for the network nor for more data; the next
 call fits it in full on what has been read by then and returns too, and so does each call that refits it on
 at least twice the examples; the first call with no refit to make builds the network. Each later call
-trains until the validation NAUC improves or its time slice ends (slices grow from about a second); `test` predicts with the best checkpoint, with
-flip test-time augmentation once it helps on validation. Training stops when one more step, its
-validation and a test call no longer fit the budget (`budget.py`). Once validation NAUC passes
-`faa_trigger_nauc`, the training augmentation is chosen once, at the start of the next call, installed
-in the batch workers, and the learning rate goes back to its initial value. No exception reaches the
-caller: `test` then returns the last good prediction (or the class priors).
+trains until the validation NAUC improves or its time slice ends (slices grow from about a second); `test`
+predicts with the best checkpoint, with flip test-time augmentation once it helps on validation. Training
+stops when one more step, its validation and a test call no longer fit the budget (`budget.py`). Once
+validation NAUC passes `faa_trigger_nauc`, the training augmentation is chosen once, at the start of the
+next call, installed in the batch workers, and the learning rate goes back to its initial value. No
+exception reaches the caller: `test` then returns the last good prediction (or the class priors).
 """
 
 from __future__ import annotations
