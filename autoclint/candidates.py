@@ -107,6 +107,10 @@ class FastCandidate:
             return False
         return self.fitted_on == 0 or self.quick or available >= REFIT_GROWTH * self.fitted_on or all_read
 
+    def refit_target(self) -> int:
+        """How many training examples make a refit due (`wants_fit`), short of the whole set being read."""
+        return max(1, math.ceil(REFIT_GROWTH * self.fitted_on))
+
     def fit_if_grown(self, cache: ExampleCache, valid_indices: np.ndarray, all_read: bool) -> bool:
         """Fit again when `wants_fit` says so; returns whether a new fit is now in use."""
         if not self.wants_fit(len(cache) - len(valid_indices), all_read):

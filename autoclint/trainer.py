@@ -62,6 +62,7 @@ FAST_ONLY_WAIT_S = 1.0  # without a network to train, a call waits this long at 
 FAST_FIT_ALLOWANCE_S = 2.0  # time a fast-learner fit may take (it subsamples to stay near a second)
 FIRST_FIT_ESTIMATE_S = 0.5  # the quick first fast-learner fit, before any was measured
 FIRST_CALL_MIN_S = 1.0  # with less left, a first call cannot read, fit and predict: it stops at once
+REFIT_WAIT_S = 1.0  # before building the network, the longest wait for the examples a fast-learner refit needs
 NETWORK_BUILD_ESTIMATE_S = 0.5  # building the network (and finding its weights), after the first predictions
 
 
@@ -200,6 +201,8 @@ class Trainer:
         # before the network is built, every new fit is predicted at once: each sees at least twice the
         # examples of the last, and the network takes seconds to start learning
         early_fit = self._fast_fit_fits() and self._fit_fast_learner(session) and not session.has_network
+        if not early_fit and not session.has_network and self.config.train_network and self._wait_for_refit(session):
+            early_fit = self._fast_fit_fits() and self._fit_fast_learner(session)
         if not self.config.train_network:
             available = len(session.cache) - len(session.valid_indices)
             if self.fast is None or (session.filler.finished and self.fast.complete(available)):
@@ -222,6 +225,28 @@ class Trainer:
         if self.fast.version == 0:
             return self.budget.time_left() > self.budget.planned(FIRST_FIT_ESTIMATE_S) + self._test_reserve()
         return self.budget.fits(FAST_FIT_ALLOWANCE_S + self._test_reserve())
+
+    def _wait_for_refit(self, session: Session) -> bool:
+        """Before the network is built: wait for the examples that make a fast-learner refit due when, at the
+        rate measured while reading, they take at most `REFIT_WAIT_S`; returns whether it waited.
+
+        On a CPU the network's first epoch takes seconds and slows reading, so the next refit would wait for
+        it: a fit on 300 examples predicted for the rest of a 15 s run where twice as many were a fraction
+        of a second away (fer2013). Where reading is slow, the network is built at once."""
+        fast, filler = self.fast, session.filler
+        rate = filler.seconds_per_example
+        if fast is None or not fast.version or filler.finished or rate is None or self.num_examples <= 0:
+            return False
+        needed = min(len(session.valid_indices) + fast.refit_target(), self.num_examples)
+        missing = needed - len(session.cache)
+        if missing <= 0 or missing * rate > REFIT_WAIT_S:
+            return False
+        if not self.budget.fits(REFIT_WAIT_S + FAST_FIT_ALLOWANCE_S + self._test_reserve()):
+            return False
+        logger.debug("waiting for %d more examples for a fast-learner refit", missing)
+        # the whole set: until the decoder has finished, which is what makes that refit due
+        filler.wait_for(needed if needed < self.num_examples else math.inf, timeout=2 * REFIT_WAIT_S)
+        return True
 
     def _train_network(self, session: Session) -> None:
         """Epochs until validation improves (after a minimum time) or the slice ends; stops when out of time.

@@ -53,24 +53,40 @@ def valid_classes(session):
     return set(session.valid.labels.argmax(axis=1).tolist())
 
 
-def test_each_refit_before_the_network_is_predicted_at_once():
+def test_each_refit_before_the_network_is_predicted_at_once_and_a_near_one_is_awaited():
     """While the training set doubles between calls, each call refits the fast learner and returns for its
-    prediction; the first call with no refit to make builds the network."""
+    prediction; a call whose refit is a fraction of a second of reading away waits for it rather than
+    build the network, and the first call with no refit in reach builds the network."""
     pairs, _ = tiny_task(3000)
-    source = GatedSource(pairs, open_count=700)
+    source = GatedSource(pairs, open_count=700)  # 1 ms an example: doubling 700 takes well under a second
     trainer = Trainer(Metadata(3000, 3), FAST)
     try:
         trainer.train(iter(source), remaining_time_budget=60.0)
         trainer.train(iter(source), remaining_time_budget=60.0)
-        session = trainer.session
+        session, fitted = trainer.session, trainer.fast.fitted_on
         assert trainer.fast.version == 2 and not session.has_network
         source.gate.set()
-        session.filler.wait_for(3000, timeout=GATE_TIMEOUT_S)
-        trainer.train(iter(source), remaining_time_budget=60.0)  # all read: more than twice the last fit's
-        assert trainer.fast.version == 3 and trainer.fast.fitted_on == 3000 - len(session.valid)
+        trainer.train(iter(source), remaining_time_budget=60.0)  # no refit due yet: it waits for one
+        assert trainer.fast.version == 3 and trainer.fast.fitted_on >= 2 * fitted
         assert not session.has_network and trainer.epochs == 0
-        trainer.train(iter(source), remaining_time_budget=60.0)
+        for _ in range(6):  # refits while they are in reach (at most 700 -> 1,400 -> 2,800 -> all), then the network
+            trainer.train(iter(source), remaining_time_budget=60.0)
         assert session.has_network and trainer.epochs >= 1
+    finally:
+        source.gate.set()
+        trainer.close()
+
+
+def test_a_refit_seconds_of_reading_away_is_not_awaited_before_the_network():
+    pairs, _ = tiny_task(3000)
+    source = GatedSource(pairs, open_count=700, delay_s=0.004)  # doubling the first fit's ~450: ~2 s
+    trainer = Trainer(Metadata(3000, 3), FAST)
+    try:
+        trainer.train(iter(source), remaining_time_budget=60.0)
+        trainer.train(iter(source), remaining_time_budget=60.0)
+        source.gate.set()
+        trainer.train(iter(source), remaining_time_budget=60.0)
+        assert trainer.fast.version == 2 and trainer.session.has_network and trainer.epochs >= 1
     finally:
         source.gate.set()
         trainer.close()
