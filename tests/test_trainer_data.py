@@ -69,7 +69,7 @@ def test_each_refit_before_the_network_is_predicted_at_once_and_a_near_one_is_aw
         trainer.train(iter(source), remaining_time_budget=60.0)  # no refit due yet: it waits for one
         assert trainer.fast.version == 3 and trainer.fast.fitted_on >= 2 * fitted
         assert not session.has_network and trainer.epochs == 0
-        for _ in range(6):  # refits while they are in reach (at most 700 -> 1,400 -> 2,800 -> all), then the network
+        for _ in range(6):  # refits while in reach (700 -> 1,400 -> 2,800 -> all at most), then the network
             trainer.train(iter(source), remaining_time_budget=60.0)
         assert session.has_network and trainer.epochs >= 1
     finally:
