@@ -212,8 +212,10 @@ def build_predictor(manifest: dict[str, Any], tensors: dict[str, torch.Tensor],
     fast = None
     if manifest["fast_learner"] is not None:
         spec = manifest["fast_learner"]
-        settings = FastLearnerSettings(**{k: tuple(v) if isinstance(v, list) else v
-                                          for k, v in spec["settings"].items()})
+        # files written before the harmonic orientation histograms name no method: theirs was the binning
+        settings = FastLearnerSettings(**{"orientation_histograms": "binned",
+                                          **{k: tuple(v) if isinstance(v, list) else v
+                                             for k, v in spec["settings"].items()}})
         parameters = {name[len(FAST_PREFIX):]: value.numpy() for name, value in tensors.items()
                       if name.startswith(FAST_PREFIX)}
         fast = FastLearner.from_parameters(settings, spec["multilabel"], spec["num_classes"], parameters)

@@ -63,7 +63,9 @@ FAST_FIT_ALLOWANCE_S = 2.0  # time a fast-learner fit may take (it subsamples to
 FIRST_FIT_ESTIMATE_S = 0.5  # the quick first fast-learner fit, before any was measured
 FIRST_CALL_MIN_S = 1.0  # with less left, a first call cannot read, fit and predict: it stops at once
 REFIT_WAIT_S = 1.0  # before building the network, the longest wait for the examples a fast-learner refit needs
-NETWORK_BUILD_ESTIMATE_S = 0.5  # building the network (and finding its weights), after the first predictions
+NETWORK_BUILD_ESTIMATE_S = 0.5
+MAX_FIRST_SLICE_GROWTHS = 2  # the network's first slice grows once per call before it, at most twice: the
+# slice it had when the fast learner always took the first two calls, which its measured schedules assume  # building the network (and finding its weights), after the first predictions
 
 
 def augment_settings(config: ModelConfig) -> AugmentSettings:
@@ -99,6 +101,8 @@ class Trainer:
         self.session: Optional[Session] = None
         self.augmentation: Optional[AugmentSelection] = None
         self.train_calls = self.epochs = 0
+        self.network_calls = 0  # calls that trained the network: its time slices grow with them
+        self._slice_offset = 0  # growths of the network's first slice (set on its first call)
         self.history: list[tuple[float, float]] = []  # (seconds since creation, validation NAUC)
         self._created = now()
         self._failures = 0
@@ -179,7 +183,11 @@ class Trainer:
                                     + self._test_reserve())
 
     def _slice_seconds(self) -> float:
-        return min(self.config.max_slice_s, self.config.first_slice_s * self.config.slice_growth**self.train_calls)
+        """This call's time slice: grows with the calls that trained the network, not with the fast learner's
+        calls before it (a first epoch cut at 16 s instead of 4 s after four refits left a busy machine's run
+        a single network epoch)."""
+        growth = self.config.slice_growth ** (self._slice_offset + self.network_calls)
+        return min(self.config.max_slice_s, self.config.first_slice_s * growth)
 
     # ------------------------------------------------------------------ training
 
@@ -261,7 +269,10 @@ class Trainer:
         # checkpoint is predicted first, so the search never delays a better prediction.
         self._maybe_choose_augmentation(session)
         loader = session.start_loader()
+        if not self.network_calls:
+            self._slice_offset = min(self.train_calls, MAX_FIRST_SLICE_GROWTHS)
         start, slice_s = self.budget.now(), self._slice_seconds()
+        self.network_calls += 1
         slice_end = start + slice_s * self.config.slice_patience
         # before the network's first checkpoint: return after the first (possibly shortened) epoch
         min_seconds, epoch_end = (0.0, start + slice_s) if session.best.version == 0 else (slice_s, slice_end)

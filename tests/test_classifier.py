@@ -210,6 +210,28 @@ def test_saved_file_holds_plan_weights_classes_configuration_and_versions(networ
     assert loaded.learning_curve_ == [tuple(point) for point in clf.learning_curve_]
 
 
+def test_a_file_from_before_the_harmonic_histograms_keeps_its_binned_features(fast_model, tmp_path):
+    """Files written before `orientation_histograms` existed computed orientation histograms by binning each
+    pixel: loading one uses that binning again, so that it predicts as it did; a file written now keeps
+    the harmonic histograms."""
+    clf, X, _ = fast_model
+    path = clf.save(tmp_path / "model.autoclint")
+    assert ImageClassifier.load(path).predictor_.fast.settings.orientation_histograms == "harmonic"
+    with zipfile.ZipFile(path) as archive:
+        manifest = json.loads(archive.read(MANIFEST))
+        tensors = archive.read(TENSORS)
+    del manifest["predictor"]["fast_learner"]["settings"]["orientation_histograms"]
+    older = tmp_path / "older.autoclint"
+    with zipfile.ZipFile(older, "w") as archive:
+        archive.writestr(MANIFEST, json.dumps(manifest))
+        archive.writestr(TENSORS, tensors)
+    loaded = ImageClassifier.load(older)
+    assert loaded.predictor_.fast.settings.orientation_histograms == "binned"
+    binned, harmonic = loaded.predict_proba(X), clf.predict_proba(X)
+    assert binned.shape == harmonic.shape and np.allclose(binned.sum(axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(binned, harmonic)  # the other features: the binned ones were used
+
+
 def test_foreign_and_truncated_files_are_refused(fast_model, tmp_path):
     foreign = tmp_path / "foreign.autoclint"
     foreign.write_bytes(b"hello, not a model")
