@@ -63,9 +63,9 @@ FAST_FIT_ALLOWANCE_S = 2.0  # time a fast-learner fit may take (it subsamples to
 FIRST_FIT_ESTIMATE_S = 0.5  # the quick first fast-learner fit, before any was measured
 FIRST_CALL_MIN_S = 1.0  # with less left, a first call cannot read, fit and predict: it stops at once
 REFIT_WAIT_S = 1.0  # before building the network, the longest wait for the examples a fast-learner refit needs
-NETWORK_BUILD_ESTIMATE_S = 0.5
+NETWORK_BUILD_ESTIMATE_S = 0.5  # building the network (and finding its weights), after the first predictions
 MAX_FIRST_SLICE_GROWTHS = 2  # the network's first slice grows once per call before it, at most twice: the
-# slice it had when the fast learner always took the first two calls, which its measured schedules assume  # building the network (and finding its weights), after the first predictions
+# slice it had when the fast learner always took the first two calls, which its measured schedules assume
 
 
 def augment_settings(config: ModelConfig) -> AugmentSettings:

@@ -70,8 +70,13 @@ def test_each_refit_before_the_network_is_predicted_at_once_and_a_near_one_is_aw
         assert trainer.fast.version == 3 and trainer.fast.fitted_on >= 2 * fitted
         assert not session.has_network and trainer.epochs == 0
         for _ in range(6):  # refits while in reach (700 -> 1,400 -> 2,800 -> all at most), then the network
+            if session.has_network:
+                break
             trainer.train(iter(source), remaining_time_budget=60.0)
-        assert session.has_network and trainer.epochs >= 1
+        assert session.has_network and trainer.epochs >= 1 and trainer.network_calls == 1
+        # the network's slices grow with its own calls from its usual first one (2 growths), whatever the refits
+        next_slice = FAST.first_slice_s * FAST.slice_growth ** (2 + trainer.network_calls)
+        assert trainer._slice_seconds() == next_slice
     finally:
         source.gate.set()
         trainer.close()
