@@ -267,7 +267,8 @@ def test_the_search_and_the_batch_workers_augment_through_the_same_code(monkeypa
     cache = ExampleCache((1, 12, 12, 3), 2, capacity=16)
     for image, label in zip(images, labels):
         cache.append(image.permute(1, 2, 0)[None].numpy(), label.astype(np.float32))
-    with BatchLoader(cache, TrainSampler(cache, np.empty(0, np.int64), 0), 16, flip=False) as loader:
-        loader.set_transform(augment.augment_batch)
+    loader = BatchLoader(cache, TrainSampler(cache, np.empty(0, np.int64), 0), 16, flip=False)
+    loader.set_transform(augment.augment_batch)  # before the workers start, so the first batch has it
+    with loader:
         loader.next_batch()
     assert len(applied) >= 2 and applied[1].startswith("autoclint-batches")
