@@ -27,6 +27,11 @@ FEATURE_CHUNK = 128  # examples converted to float at once: their intermediate a
 # (about twice as fast as chunks of 2,048, whose every intermediate array is a fresh allocation)
 DECISION_CHUNK = 2048  # examples whose random features are held at once when predicting
 PROBABILITY_FLOOR = 1e-4  # mixed-in uniform mass, so that no probability is exactly 0 or 1
+# A class whose held-out decisions rank its examples backwards (a few held-out positives, or leave-one-out
+# decisions, which lean against each example's own label when the signal is weak) got a negative Platt
+# slope, which reverses its ranking on every other example: a multilabel cifar mosaic's test NAUC at 260
+# examples was 0.32 ± 0.05 over draws, 0.36 ± 0.01 with slopes kept positive.
+MIN_PLATT_SLOPE = 0.1
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,10 @@ class FastLearnerSettings:
     ridge_alphas: tuple[float, ...] = (0.1, 1.0, 10.0)
     holdout_fraction: float = 0.2  # of the subsample, to choose alpha and fit the calibration
     max_holdout: int = 2000
-    min_holdout: int = 30  # below this the default calibration is used
+    min_holdout: int = 30  # below this many examples (held out or left out) the default calibration is used
+    # up to this many examples, alpha and the calibration come from exact leave-one-out decisions on all of
+    # them instead of a held-out fifth (52 examples at 260: too few to choose alpha or scale ten classes)
+    max_leave_one_out: int = 600
     default_temperature_scale: float = 4.0  # softmax(scale · decision) without a held-out set
     seed: int = 0
     blas_threads: int = 1  # more BLAS threads only help on idle cores; on shared ones they stall each other
@@ -399,7 +407,8 @@ def fit_platt(
     """Per-column (a, b) of sigmoid(a·d + b) by Newton's method on Platt's smoothed targets.
 
     Platt's targets ((n+ + 1)/(n+ + 2) for positives, 1/(n- + 2) for negatives) keep all-zero or
-    all-one columns finite: they get their smoothed prior.
+    all-one columns finite: they get their smoothed prior. Slopes stay at least `MIN_PLATT_SLOPE`, so
+    that calibration never reverses a class's ranking.
     """
     positives = targets.sum(axis=0)
     negatives = len(targets) - positives
@@ -416,7 +425,7 @@ def fit_platt(
         det = h_aa * h_bb - h_ab * h_ab
         step_a = (h_bb * g_a - h_ab * g_b) / det
         step_b = (h_aa * g_b - h_ab * g_a) / det
-        a, b = a - np.clip(step_a, -10, 10), b - np.clip(step_b, -10, 10)
+        a, b = np.maximum(a - np.clip(step_a, -10, 10), MIN_PLATT_SLOPE), b - np.clip(step_b, -10, 10)
     return a, b
 
 
@@ -522,7 +531,8 @@ class FastLearner:
         return learner
 
     def _fit_subsample(self, examples: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> None:
-        """Features, alpha choice and calibration on a held-out part, then the ridge on everything."""
+        """Features, alpha choice and calibration on a held-out part (on leave-one-out decisions of every
+        example, up to `max_leave_one_out`), then the ridge on everything."""
         values = raw_features(examples, self.settings)
         self._standardiser = Standardiser.fit(values)
         self._expand = RandomRelu.draw(values.shape[1], self.settings.random_features, rng)
@@ -536,11 +546,15 @@ class FastLearner:
         phi -= phi_mean
         label_mean = targets.mean(axis=0, dtype=np.float64).astype(np.float32)
         centred_targets = targets.astype(np.float32) - label_mean
-        fitted = len(phi) - holdout_size(len(phi), self.settings)
+        leave_one_out = self.settings.min_holdout <= len(phi) <= self.settings.max_leave_one_out
+        fitted = len(phi) if leave_one_out else len(phi) - holdout_size(len(phi), self.settings)
         system = ridge_system(phi, centred_targets, fitted)
         alphas = [relative * system.mean_eigenvalue for relative in self.settings.ridge_alphas]
         alpha = alphas[len(alphas) // 2]
-        if fitted < len(phi):
+        if leave_one_out:
+            alpha, held_decisions = choose_alpha(LeaveOneOut(phi, centred_targets), centred_targets, alphas)
+            self._fit_calibration(held_decisions + label_mean, targets)
+        elif fitted < len(phi):
             alpha, held_decisions = choose_alpha(system, centred_targets[fitted:], alphas)
             self._fit_calibration(held_decisions + label_mean, targets[fitted:])
         weights = system.weights(alpha)
@@ -607,14 +621,43 @@ class DualRidge:
         return self.phi.T @ ridge_solve(self.kernel, self.targets, alpha)
 
 
+class LeaveOneOut:
+    """Exact leave-one-out decisions of the ridge regression on all rows, for any alpha, from one
+    eigendecomposition of the smaller of the kernel [N,N] and Gram [F,F] matrices: each row's decision by
+    the fit on the others is y - (y - ŷ) / (1 - h), with h the row's leverage (the fitted intercept adds
+    1/N to it; the rows are centred)."""
+
+    def __init__(self, phi: np.ndarray, targets: np.ndarray) -> None:
+        phi = phi.astype(np.float64)
+        if len(phi) <= phi.shape[1]:
+            eigenvalues, basis = np.linalg.eigh(phi @ phi.T)
+        else:  # the left singular vectors from the Gram matrix's eigenvectors
+            eigenvalues, vectors = np.linalg.eigh(phi.T @ phi)
+            kept = eigenvalues > 1e-9 * max(float(eigenvalues[-1]), 1e-30)
+            eigenvalues = eigenvalues[kept]
+            basis = (phi @ vectors[:, kept]) / np.sqrt(eigenvalues)
+        self.eigenvalues = np.maximum(eigenvalues, 0.0)
+        self.basis, self.squared_basis = basis, basis * basis
+        self.targets = targets.astype(np.float64)
+        self.projected = basis.T @ self.targets
+
+    def held_decisions(self, alpha: float) -> np.ndarray:
+        """Every row's decision by the fit (at `alpha`) on all the other rows."""
+        shrink = self.eigenvalues / (self.eigenvalues + alpha)
+        fitted = self.basis @ (shrink[:, None] * self.projected)
+        leverage = self.squared_basis @ shrink + 1.0 / len(self.targets)
+        residuals = (self.targets - fitted) / np.maximum(1.0 - leverage, 1e-9)[:, None]
+        return (self.targets - residuals).astype(np.float32)
+
+
 def ridge_system(phi: np.ndarray, targets: np.ndarray, fitted: int) -> PrimalRidge | DualRidge:
     """The cheaper form of the ridge regression of `targets` on `phi` [N,F] for its shape."""
     return DualRidge(phi, targets, fitted) if len(phi) < phi.shape[1] else PrimalRidge(phi, targets, fitted)
 
 
-def choose_alpha(system: PrimalRidge | DualRidge, held_targets: np.ndarray,
+def choose_alpha(system: PrimalRidge | DualRidge | LeaveOneOut, held_targets: np.ndarray,
                  alphas: list[float]) -> tuple[float, np.ndarray]:
-    """The alpha with the lowest held-out squared error, and its held-out decisions (centred)."""
+    """The alpha with the lowest held-out (or left-out) squared error, and its decisions (centred)."""
     best = (np.inf, alphas[0], held_targets)
     for alpha in alphas:
         decisions = system.held_decisions(alpha)

@@ -1,5 +1,7 @@
 """Fast learner: learns from uint8 caches of any layout, gives calibrated probabilities, never fails."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -221,3 +223,48 @@ def test_both_forms_of_the_ridge_give_the_same_fit(num, num_features):
     assert system.mean_eigenvalue == pytest.approx(other.mean_eigenvalue, rel=1e-5)
     np.testing.assert_allclose(system.held_decisions(5.0), other.held_decisions(5.0), atol=1e-3)
     np.testing.assert_allclose(system.weights(5.0), other.weights(5.0), atol=1e-4)
+
+
+def ridge_decision_without(phi: np.ndarray, targets: np.ndarray, row: int, alpha: float) -> np.ndarray:
+    """Row `row`'s decision by the ridge regression with an unpenalised intercept fitted on the other rows."""
+    others = np.delete(np.arange(len(phi)), row)
+    phi_mean, target_mean = phi[others].mean(axis=0), targets[others].mean(axis=0)
+    centred = phi[others] - phi_mean
+    gram = centred.T @ centred + alpha * np.eye(phi.shape[1])
+    weights = np.linalg.solve(gram, centred.T @ (targets[others] - target_mean))
+    return (phi[row] - phi_mean) @ weights + target_mean
+
+
+@pytest.mark.parametrize("num, num_features", [(40, 90), (90, 40)], ids=["kernel", "gram"])
+def test_leave_one_out_decisions_equal_refits_without_each_row(num, num_features):
+    rng = np.random.default_rng(1)
+    phi = rng.standard_normal((num, num_features)) + 3.0
+    targets = (rng.random((num, 3)) < 0.3).astype(np.float64)
+    centred_phi, centred_targets = phi - phi.mean(axis=0), targets - targets.mean(axis=0)
+    left_out = early.LeaveOneOut(centred_phi.astype(np.float32), centred_targets.astype(np.float32))
+    for alpha in (0.5, 20.0):
+        decisions = left_out.held_decisions(alpha) + targets.mean(axis=0)
+        expected = np.stack([ridge_decision_without(phi, targets, row, alpha) for row in range(num)])
+        np.testing.assert_allclose(decisions, expected, atol=2e-3)
+
+
+def test_platt_scaling_never_reverses_a_class_ranking():
+    """A class whose held-out decisions rank backwards keeps a positive slope: its ranking elsewhere stays."""
+    rng = np.random.default_rng(0)
+    targets = (rng.random((60, 2)) < 0.5).astype(np.float64)
+    decisions = np.stack([targets[:, 0] + 0.1 * rng.standard_normal(60),
+                          -targets[:, 1] + 0.1 * rng.standard_normal(60)], axis=1)
+    slopes, _ = early.fit_platt(decisions, targets)
+    assert slopes[0] > 1.0 and slopes[1] == pytest.approx(early.MIN_PLATT_SLOPE)
+
+
+def test_a_few_hundred_examples_choose_alpha_and_calibration_from_every_example():
+    """Up to `max_leave_one_out`, no example is held back from choosing alpha: a learner on 60 examples
+    (too few for a held-out part) is calibrated on their left-out decisions instead of the default scale."""
+    images, labels = multiclass_problem(60, num_classes=2, seed=2)
+    settings = FastLearnerSettings(random_features=64)
+    learner = FastLearner(settings, is_multilabel=False, num_classes=2).fit(images, labels)
+    assert early.holdout_size(60, settings) == 0
+    assert learner.parameters()["temperature_scale"] != settings.default_temperature_scale
+    held_out_only = FastLearner(replace(settings, max_leave_one_out=0), False, 2).fit(images, labels)
+    assert held_out_only.parameters()["temperature_scale"] == settings.default_temperature_scale
