@@ -82,7 +82,8 @@ def scores(net: nn.Module, device_set: DeviceSet, precision: Precision, settings
 
 def validate(net: nn.Module, valid: DeviceSet, loss_fn: nn.Module, precision: Precision,
              settings: EvalSettings, budget: Budget, allow_tta: bool) -> ValidationResult:
-    """Validation NAUC and loss of `net`; with flip TTA when it beats the plain pass (and is allowed).
+    """Validation NAUC and loss of `net`; with flip TTA when it beats the plain pass. Where TTA is not
+    allowed (the first checkpoint) the mirrored pass is skipped: it doubled the first validation.
 
     Records the cost of one forward pass per example in the budget.
     """
@@ -93,12 +94,12 @@ def validate(net: nn.Module, valid: DeviceSet, loss_fn: nn.Module, precision: Pr
     plain = predict_scores(raw, settings.multilabel).cpu().numpy()
     plain_nauc = nauc(valid.labels, plain)
     passes, result = 1, ValidationResult(plain_nauc, loss, tta_helps=False, scores=plain)
-    if settings.try_tta:
+    if settings.try_tta and allow_tta:
         mirrored = logits(net, valid, precision, settings.batch_size, flip=True)
         passes = TTA_PASSES
         averaged = 0.5 * (plain + predict_scores(mirrored, settings.multilabel).cpu().numpy())
         tta_nauc = nauc(valid.labels, averaged)
-        if allow_tta and tta_nauc > plain_nauc + IMPROVEMENT_TOLERANCE:
+        if tta_nauc > plain_nauc + IMPROVEMENT_TOLERANCE:
             result = ValidationResult(tta_nauc, loss, tta_helps=True, scores=averaged)
     budget.record(Kind.FORWARD, budget.now() - start, units=passes * len(valid))
     return result

@@ -50,8 +50,11 @@ def test_flip_tta_is_chosen_when_it_helps_and_allowed():
                      budget, allow_tta=True)
     tta = validate(LeftHalfBrightness(), valid, make_loss(False), CPU, settings, budget, allow_tta=True)
     assert not plain.tta_helps and tta.tta_helps and tta.nauc > plain.nauc
-    refused = validate(LeftHalfBrightness(), valid, make_loss(False), CPU, settings, budget, allow_tta=False)
+    counted, passes = LeftHalfBrightness(), []
+    counted.register_forward_hook(lambda module, inputs, output: passes.append(len(output)))
+    refused = validate(counted, valid, make_loss(False), CPU, settings, budget, allow_tta=False)
     assert not refused.tta_helps and refused.nauc == pytest.approx(plain.nauc)
+    assert sum(passes) == len(valid)  # not allowed: the mirrored pass is not even run
     assert budget.measured(Kind.FORWARD) is not None and budget.count(Kind.FORWARD) == 3
     test_scores = scores(LeftHalfBrightness(), valid, CPU, settings, tta=True)
     assert test_scores.shape == (40, 2) and np.allclose(test_scores.sum(axis=1), 1.0)
