@@ -236,18 +236,23 @@ class Trainer:
 
     def _wait_for_refit(self, session: Session) -> bool:
         """Before the network is built: wait for the examples that make a fast-learner refit due when, at the
-        rate measured while reading, they take at most `REFIT_WAIT_S`; returns whether it waited.
+        rate measured while reading, they take at most `REFIT_WAIT_S`; returns whether a refit may now be due
+        (it waited, or they were read already: during a refit that validation refused, for example).
 
         On a CPU the network's first epoch takes seconds and slows reading, so the next refit would wait for
         it: a fit on 300 examples predicted for the rest of a 15 s run where twice as many were a fraction
         of a second away (fer2013). Where reading is slow, the network is built at once."""
         fast, filler = self.fast, session.filler
+        if fast is None or not fast.version:
+            return False
+        if fast.wants_fit(len(session.cache) - len(session.valid_indices), all_read=filler.finished):
+            return True
         rate = filler.seconds_per_example
-        if fast is None or not fast.version or filler.finished or rate is None or self.num_examples <= 0:
+        if filler.finished or rate is None or self.num_examples <= 0:
             return False
         needed = min(len(session.valid_indices) + fast.refit_target(), self.num_examples)
         missing = needed - len(session.cache)
-        if missing <= 0 or missing * rate > REFIT_WAIT_S:
+        if missing * rate > REFIT_WAIT_S:
             return False
         if not self.budget.fits(REFIT_WAIT_S + FAST_FIT_ALLOWANCE_S + self._test_reserve()):
             return False
