@@ -5,8 +5,9 @@ computed from the uint8 cache: frames averaged, per-channel thumbnails, per-chan
 and histograms, and gradient-orientation histograms of the grey image; they are standardised and
 extended by random ReLU features (a cheap non-linear kernel approximation). A ridge regression onto the
 label matrix is solved in closed form; its regularisation is chosen on a held-out part of the training
-subsample, where a softmax temperature (multiclass) or per-class Platt scaling (multilabel) is also fitted,
-so that the output can be averaged with the network's probabilities.
+subsample (on exact leave-one-out decisions of every example, up to a few hundred), where a softmax
+temperature (multiclass) or per-class Platt scaling (multilabel) is also fitted, so that the output can be
+averaged with the network's probabilities.
 """
 
 from __future__ import annotations
