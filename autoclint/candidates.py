@@ -105,7 +105,7 @@ class FastCandidate:
         is now read in full and the last fit did not see all it would use."""
         if self.complete(available):
             return False
-        return self.fitted_on == 0 or self.quick or available >= REFIT_GROWTH * self.fitted_on or all_read
+        return self.fitted_on == 0 or self.quick or available >= self.refit_target() or all_read
 
     def refit_target(self) -> int:
         """How many training examples make a refit due (`wants_fit`), short of the whole set being read."""
