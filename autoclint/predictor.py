@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 PRIORS = "class priors"
 CONVERT_CHUNK = 1024
 """Examples converted and scored at once by `predict_proba`: bounds the memory of large inputs."""
+NO_LABEL = np.zeros(0, np.float32)
 
 
 @dataclass
@@ -118,10 +119,11 @@ class Predictor:
 
     def convert(self, examples: Iterable[np.ndarray]) -> np.ndarray:
         """Raw examples [T,H,W,C] (any size, any value range the plan knows) -> uint8 [N,T,H,W,C]."""
-        converted = [self.converter(example) for example in examples]
+        pairs = ((example, NO_LABEL) for example in examples)
+        converted = [chunk for chunk, _ in self.converter.convert_chunks(pairs)]
         if not converted:
             return np.zeros((0, *self.converter.shape), np.uint8)
-        return np.stack(converted)
+        return np.concatenate(converted)
 
     def predict_converted(self, examples: np.ndarray) -> np.ndarray:
         """Probabilities [N, num_classes] of converted uint8 examples."""

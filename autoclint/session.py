@@ -224,8 +224,9 @@ def read_data(dataset: Any, config: ModelConfig, *, num_examples: int, output_di
     logger.info("plan: %s", plan)
     converter = ExampleConverter.from_plan(plan, probe)
     cache = ExampleCache(converter.shape, probe.num_classes, capacity=max(total, len(sample)))
-    for example, label in sample:
-        cache.append(converter(example), label)
+    for examples, labels in converter.convert_chunks(sample):
+        for example, label in zip(examples, labels):
+            cache.append(example, label)
     filler = CacheFiller(source, cache, converter, on_finish=converter.log_nonfinite_summary).start()
     if num_examples <= 0:  # unknown size: read everything before splitting
         total = 0

@@ -15,7 +15,7 @@ from autoclint.augment import Op, PolicyAugment, SubPolicy
 from autoclint.data.batches import BatchLoader, TrainSampler, build_batch, to_batch_tensor, to_channels_first
 from autoclint.data.bridge import is_tf_dataset, iterate_numpy
 from autoclint.data.cache import CacheFiller, ExampleCache
-from autoclint.data.convert import ExampleConverter, frame_indices, value_range
+from autoclint.data.convert import ExampleConverter, frame_indices, resize_frame, same_size_chunks, value_range
 from autoclint.data.device_set import DeviceSet
 from autoclint.data.split import choose_valid_indices
 
@@ -45,6 +45,55 @@ def test_converter_maps_other_ranges_min_max_and_checks_channels():
     assert converted.max() == 128
     with pytest.raises(ValueError, match="does not match"):
         _converter()(np.zeros((1, 8, 8, 1)))
+
+
+def _converted_one_step_at_a_time(converter, example):
+    """The conversion written out plainly: frames, scale to 0..255 with rounding, clip, resize each frame."""
+    frames = example[frame_indices(example.shape[0], converter.frames)].astype(np.float64)
+    scaled = (frames - converter.value_low) * 255.0 / (converter.value_high - converter.value_low)
+    scaled = np.clip(np.floor(scaled + 0.5), 0, 255).astype(np.uint8)
+    return np.stack([resize_frame(frame, converter.height, converter.width) for frame in scaled])
+
+
+@pytest.mark.parametrize("low, high, shape", [(0.0, 1.0, (3, 20, 12, 3)), (-2.0, 3.0, (1, 8, 8, 1)),
+                                              (0.0, 255.0, (5, 16, 16, 2))])
+def test_converting_many_examples_at_once_equals_converting_each(low, high, shape):
+    rng = np.random.default_rng(0)
+    converter = _converter(frames=2, height=8, width=8, channels=shape[3], low=low, high=high)
+    examples = rng.uniform(low - 0.5, high + 0.5, (7, *shape)).astype(np.float32)  # some beyond the range
+    batch = converter.convert_batch(examples)
+    assert batch.shape == (7, 2, 8, 8, shape[3]) and batch.dtype == np.uint8
+    for example, converted in zip(examples, batch):
+        np.testing.assert_array_equal(converter(example), converted)
+        assert np.abs(converted.astype(int) - _converted_one_step_at_a_time(converter, example)).max() <= 1
+    assert np.array_equal(examples, examples.copy())  # the caller's arrays are left as they were
+    untouched = examples[0].copy()
+    converter(examples[0])
+    np.testing.assert_array_equal(examples[0], untouched)
+
+
+def test_non_finite_values_are_counted_per_example_of_a_batch():
+    converter = _converter(height=2, width=2, channels=1)
+    examples = np.full((4, 1, 2, 2, 1), 0.5, np.float32)
+    examples[1, 0, 0, 0, 0] = np.nan
+    examples[3, 0, :, :, 0] = np.inf
+    converted = converter.convert_batch(examples)
+    assert converter.nonfinite.examples == 2 and converter.nonfinite.values == 5
+    assert converted[3].min() == 255 and converted[1, 0, 0, 0, 0] == 0 and converted[0].min() == 128
+
+
+def test_chunks_keep_the_order_and_start_anew_at_a_size_change_or_a_bound():
+    sizes = [4, 4, 4, 6, 6, 4, 4, 4, 4, 4]
+    pairs = [(np.full((1, size, size, 1), index, np.float32), np.array([index], np.float32))
+             for index, size in enumerate(sizes)]
+    chunks = list(same_size_chunks(pairs, max_examples=3, max_bytes=10**6))
+    assert [len(examples) for examples, _ in chunks] == [3, 2, 3, 2]
+    assert [labels[:, 0].tolist() for _, labels in chunks] == [[0, 1, 2], [3, 4], [5, 6, 7], [8, 9]]
+    one_each = list(same_size_chunks(pairs[:3], max_examples=3, max_bytes=64))  # one 4x4 float image: 64 bytes
+    assert [len(examples) for examples, _ in one_each] == [1, 1, 1]
+    converter = _converter(height=4, width=4, channels=1, high=255.0)
+    converted = np.concatenate([examples for examples, _ in converter.convert_chunks(pairs)])
+    assert converted.shape == (10, 1, 4, 4, 1) and converted[:, 0, 0, 0, 0].tolist() == list(range(10))
 
 
 def test_frames_are_sampled_evenly_or_repeated():
