@@ -29,7 +29,7 @@ from autoclint.candidates import Choice, FastCandidate, choose_prediction
 from autoclint.config import ModelConfig
 from autoclint.data.bridge import count_examples, iterate_numpy
 from autoclint.data.device_set import DeviceSet
-from autoclint.early import FastLearnerSettings
+from autoclint.early import FastLearnerSettings, blas_controller
 from autoclint.evaluate import (
     PREDICTION_SLACK_S,
     UNKNOWN_TEST_DURATION_S,
@@ -114,6 +114,8 @@ class Trainer:
         self._prediction_key: Optional[tuple] = None
         self._network_test_scores: tuple[int, Optional[np.ndarray]] = (-1, None)
         self._augmentation_chosen = False
+        if config.fast_learner:  # finding the BLAS thread pools takes 30-70 ms: here (the constructor's time
+            blas_controller()    # is not the budget's), not in the first fit, which the first prediction waits on
         logger.info("autoclint on %s with %s", describe_machine(self.device, self.precision, threads, workers, processes),
                     config)
 
