@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -164,67 +163,12 @@ class FastCandidate:
             self._test_version = self.version
         return self._test_scores
 
-    def stream_test_features(self) -> "FeatureStream":
-        """A stream that computes the test examples' raw features in a background thread while they are read,
-        chunk by chunk; `FeatureStream.finish` keeps them for `test_scores`."""
-        return FeatureStream(self, "test")
-
     def _raw_features(self, kind: str, examples: np.ndarray) -> np.ndarray:
         """The raw features of the validation or test examples, computed once while they stay the same: every
         refit and its prediction would otherwise compute them again (the most costly part of a prediction)."""
         known = self._features.get(kind)
         if known is None or not (known[0] is examples or np.array_equal(known[0], examples)):
-            known = (examples, self.raw_features(examples))
+            with blas_controller().limit(limits=self.settings.blas_threads):
+                known = (examples, raw_features(examples, self.settings))
             self._features[kind] = known
         return known[1]
-
-    def raw_features(self, examples: np.ndarray) -> np.ndarray:
-        """The fast learner's raw features of uint8 examples, on its BLAS thread count."""
-        with blas_controller().limit(limits=self.settings.blas_threads):
-            return raw_features(examples, self.settings)
-
-    def keep_raw_features(self, kind: str, examples: np.ndarray, values: np.ndarray) -> None:
-        """Use `values` as the raw features of `examples` (computed elsewhere: while they were read)."""
-        if len(values) != len(examples):
-            raise ValueError(f"{len(values)} feature rows for {len(examples)} examples")
-        self._features[kind] = (examples, values)
-
-
-class FeatureStream:
-    """Raw features of examples computed in one background thread while the caller goes on reading: on two
-    cores the test set's decoding (in TensorFlow's threads) and the features (numpy, which releases the GIL)
-    overlap, so the first prediction no longer waits for the features after the read (0.2-0.4 s of 1,000 to
-    3,000 test examples)."""
-
-    def __init__(self, candidate: FastCandidate, kind: str) -> None:
-        self.candidate, self.kind = candidate, kind
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autoclint-features")
-        self._parts: list[Future] = []
-
-    def add(self, examples: np.ndarray) -> None:
-        """Start computing the features of the next consecutive uint8 examples."""
-        self._parts.append(self._pool.submit(self.candidate.raw_features, examples))
-
-    def finish(self, examples: np.ndarray) -> bool:
-        """Wait for the features of all the chunks added (`examples`, concatenated) and keep them for the
-        candidate's predictions; False when they failed (logged: they are then computed when needed)."""
-        try:
-            parts = [part.result() for part in self._parts]
-            if parts:
-                self.candidate.keep_raw_features(self.kind, examples, np.concatenate(parts))
-            return bool(parts)
-        except Exception:
-            logger.exception("the %s set's features failed while it was read: computing them again", self.kind)
-            return False
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """Stop the thread (after the chunk it computes); the chunks not begun are dropped."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> "FeatureStream":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -395,24 +394,14 @@ class Trainer:
     # ------------------------------------------------------------------ prediction
 
     def _load_test_set(self, dataset: Any, session: Session) -> DeviceSet:
-        """Read and convert the test set once; the fast learner's features of it are computed meanwhile."""
         start = self.budget.now()
-        stream = None if self.fast is None else self.fast.stream_test_features()
-        with stream if stream is not None else nullcontext():
-            converted = []
-            for chunk, _ in session.converter.convert_chunks(iterate_numpy(dataset, keep_places=True)):
-                converted.append(chunk)
-                if stream is not None:
-                    stream.add(chunk)
-            if not converted:
-                raise ValueError("the test set is empty")
-            examples = np.concatenate(converted)
-            seconds = self.budget.now() - start
-            self.budget.record(Kind.READ, seconds, units=len(examples))
-            logger.info("test set: %d examples read and converted in %.2f s", len(examples), seconds)
-            if stream is not None and stream.finish(examples):
-                logger.info("its fast-learner features were ready %.2f s after the read",
-                            self.budget.now() - start - seconds)
+        converted = [session.converter(example) for example, _ in iterate_numpy(dataset, keep_places=True)]
+        if not converted:
+            raise ValueError("the test set is empty")
+        seconds = self.budget.now() - start
+        self.budget.record(Kind.READ, seconds, units=len(converted))
+        logger.info("test set: %d examples read and converted in %.2f s", len(converted), seconds)
+        examples = np.stack(converted)
         self._test_examples = examples if self.fast is not None else None
         return DeviceSet(examples, None, self.device)
 

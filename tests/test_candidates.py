@@ -113,43 +113,6 @@ def test_refits_compute_the_features_of_the_validation_and_test_examples_once(mo
     assert counted == [40, 20, 20]  # other test examples: their own features
 
 
-def test_test_features_computed_while_reading_are_those_of_the_whole_set(monkeypatch):
-    cache = cache_of(300)
-    valid = np.arange(0, 300, 10)
-    candidate = FastCandidate(FastLearnerSettings(random_features=64), False, 2)
-    candidate.fit(cache, np.setdiff1d(np.arange(300), valid), *cache.gather(valid))
-    test = cache.gather(np.arange(100))[0]
-    with candidate.stream_test_features() as stream:
-        for start in range(0, 100, 30):  # chunks as the reader gives them, the last one shorter
-            stream.add(test[start : start + 30])
-        assert stream.finish(test)
-    counted = []
-    monkeypatch.setattr(candidates_module, "raw_features", lambda x, s: counted.append(len(x)))
-    np.testing.assert_allclose(candidate.test_scores(test), candidate.learner.predict(test), rtol=1e-5, atol=1e-6)
-    assert counted == []  # nothing computed again
-
-
-def test_test_features_that_failed_while_reading_are_computed_when_needed(monkeypatch, caplog):
-    cache = cache_of(300)
-    valid = np.arange(0, 300, 10)
-    candidate = FastCandidate(FastLearnerSettings(random_features=64), False, 2)
-    candidate.fit(cache, np.setdiff1d(np.arange(300), valid), *cache.gather(valid))
-    test = cache.gather(np.arange(60))[0]
-    real = candidates_module.raw_features
-
-    def failing(examples, settings):
-        raise MemoryError("no room")
-
-    monkeypatch.setattr(candidates_module, "raw_features", failing)
-    with candidate.stream_test_features() as stream:
-        stream.add(test[:30])
-        stream.add(test[30:])
-        assert not stream.finish(test)
-    assert "features failed while it was read" in caplog.text
-    monkeypatch.setattr(candidates_module, "raw_features", real)
-    np.testing.assert_allclose(candidate.test_scores(test), candidate.learner.predict(test), rtol=1e-5, atol=1e-6)
-
-
 def test_a_partial_cache_is_fitted_again_when_it_doubles_or_is_complete():
     candidate = FastCandidate(FastLearnerSettings(max_train_examples=1000), False, 2)
     candidate.fitted_on = 100
