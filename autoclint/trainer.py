@@ -395,13 +395,14 @@ class Trainer:
 
     def _load_test_set(self, dataset: Any, session: Session) -> DeviceSet:
         start = self.budget.now()
-        converted = [session.converter(example) for example, _ in iterate_numpy(dataset, keep_places=True)]
+        pairs = iterate_numpy(dataset, keep_places=True)
+        converted = [chunk for chunk, _ in session.converter.convert_chunks(pairs)]
         if not converted:
             raise ValueError("the test set is empty")
+        examples = np.concatenate(converted)
         seconds = self.budget.now() - start
-        self.budget.record(Kind.READ, seconds, units=len(converted))
-        logger.info("test set: %d examples read and converted in %.2f s", len(converted), seconds)
-        examples = np.stack(converted)
+        self.budget.record(Kind.READ, seconds, units=len(examples))
+        logger.info("test set: %d examples read and converted in %.2f s", len(examples), seconds)
         self._test_examples = examples if self.fast is not None else None
         return DeviceSet(examples, None, self.device)
 

@@ -221,6 +221,7 @@ def test_the_first_prediction_comes_from_the_fast_learner_before_any_network_ste
         assert not trainer.session.has_network, "the network was built before the first prediction"
         assert nauc(solution, prediction) > 0.8
         assert "predicting from the fast learner" in caplog.text
+        np.testing.assert_allclose(prediction, trainer.fast.learner.predict(trainer._test_examples), atol=1e-5)
         trainer.train(train, remaining_time_budget=28.0)
         assert trainer.fast.version == 2 and not trainer.session.has_network  # the full fit, predicted at once
         trainer.train(train, remaining_time_budget=27.0)
