@@ -11,7 +11,7 @@ from autoclint.harness.scoring import read_end_file, read_start_file
 from autoclint.metrics import nauc
 
 REPO = Path(__file__).resolve().parents[1]
-BUDGET = 60.0  # enough for the mechanism (predictions, done_training, scoring) and digits' ALC
+BUDGET = 40.0  # enough for the mechanism (predictions, done_training, scoring) and digits' ALC (0.93 at 15 s)
 
 
 def run_autoclint(dataset: Path, tmp_path: Path):
