@@ -28,7 +28,7 @@ from autoclint.hardware import Precision
 logger = logging.getLogger(__name__)
 
 PRIORS = "class priors"
-CONVERT_CHUNK = 1024
+PREDICT_CHUNK = 1024
 """Examples converted and scored at once by `predict_proba`: bounds the memory of large inputs."""
 NO_LABEL = np.zeros(0, np.float32)
 
@@ -141,7 +141,7 @@ class Predictor:
         parts, chunk = [], []
         for example in examples:
             chunk.append(example)
-            if len(chunk) == CONVERT_CHUNK:
+            if len(chunk) == PREDICT_CHUNK:
                 parts.append(self.predict_converted(self.convert(chunk)))
                 chunk = []
         if chunk or not parts:

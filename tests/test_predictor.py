@@ -60,7 +60,7 @@ def test_a_share_without_its_model_is_refused():
 def test_fast_learner_prediction_converts_raw_examples_in_chunks(monkeypatch):
     import autoclint.predictor as module
 
-    monkeypatch.setattr(module, "CONVERT_CHUNK", 4)
+    monkeypatch.setattr(module, "PREDICT_CHUNK", 4)
     chosen = predictor(0.0, fast=fitted_fast_learner())
     pairs = two_class_pairs(10, 7)
     probabilities = chosen.predict_proba(x for x, _ in pairs)
