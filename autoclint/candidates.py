@@ -3,7 +3,8 @@ and their blend (a probability average), each scored on the same validation exam
 
 The fast learner is fitted on the training examples already in the uint8 cache, and fitted again as more
 arrive (each time on at least twice as many), so that its predictions are ready in the first seconds and
-keep up while the rest of the data is decoded.
+keep up while the rest of the data is decoded. Once all are read, it is fitted once more with the validation
+examples added; its validation scores stay those of the fit before, which never saw them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ REFIT_TOLERANCE = 0.01
 """How much lower a refit may score on validation and still replace the fit in use: a fit on more examples
 is better in expectation, and a small validation set (124 examples on breastmnist) is noisy; a refit that
 overfits (0.6008 -> 0.5792 on cifar10_15k) is still refused."""
+VALID_FIT_MIN_SHARE = 0.05
+"""Once the whole training part is fitted, the fast learner is fitted once more with the validation examples
+added, where they are at least this share of it: mean test NAUC +0.023 and +0.024 at 320 examples (64 held
+out) on fer2013 and cifar10, +0.008 and +0.004 at 3,000 (256 held out); never lower on average."""
 FAST_LEARNER = "fast learner"
 NETWORK = "network"
 BLEND = "blend"
@@ -91,6 +96,8 @@ class FastCandidate:
         self.version = 0
         self.fitted_on = 0
         self.quick = False  # the last fit was the quick first one
+        self.accepted = False  # the last fit replaced the one before (validation did not refuse it)
+        self.with_valid = False  # the fit in use also learned from the validation examples
         self.valid_scores: Optional[np.ndarray] = None
         self._test_scores: Optional[np.ndarray] = None
         self._test_version = -1
@@ -111,12 +118,35 @@ class FastCandidate:
         """How many training examples make a refit due (`wants_fit`), short of the whole set being read."""
         return max(1, math.ceil(REFIT_GROWTH * self.fitted_on))
 
+    def wants_valid_fit(self, available: int, num_valid: int) -> bool:
+        """Whether to fit once more with the `num_valid` validation examples added: the fit in use is a full one
+        on all `available` training examples, and they add at least `VALID_FIT_MIN_SHARE` of them."""
+        return (not self.with_valid and self.accepted and not self.quick and self.fitted_on >= available
+                and num_valid >= max(1.0, VALID_FIT_MIN_SHARE * available))
+
     def fit_if_grown(self, cache: ExampleCache, valid_indices: np.ndarray, all_read: bool) -> bool:
-        """Fit again when `wants_fit` says so; returns whether a new fit is now in use."""
-        if not self.wants_fit(len(cache) - len(valid_indices), all_read):
-            return False
-        train_indices = np.setdiff1d(np.arange(len(cache)), valid_indices)
-        return self.fit(cache, train_indices, *cache.gather(valid_indices))
+        """Fit again when `wants_fit` says so, or, once everything is read, with the validation examples
+        added when `wants_valid_fit` says so; returns whether a new fit is now in use."""
+        available = len(cache) - len(valid_indices)
+        if self.wants_fit(available, all_read):
+            train_indices = np.setdiff1d(np.arange(len(cache)), valid_indices)
+            return self.fit(cache, train_indices, *cache.gather(valid_indices))
+        if all_read and self.wants_valid_fit(available, len(valid_indices)):
+            self.fit_with_valid(cache)
+            return True
+        return False
+
+    def fit_with_valid(self, cache: ExampleCache) -> None:
+        """Fit on every cached example, the validation ones included, and use that fit from now on. Its
+        validation scores stay those of the fit before, which never saw those examples: the choice between
+        candidates stays honest, and errs against this fit."""
+        start = time.monotonic()
+        examples, labels = cache.gather(np.arange(len(cache)))
+        self.learner = FastLearner(self.settings, self.is_multilabel, self.num_classes).fit(examples, labels)
+        self.with_valid = True
+        self.version += 1
+        logger.info("fast learner fitted on all %d examples, the validation ones included, in %.2f s",
+                    len(examples), time.monotonic() - start)
 
     def fit(self, cache: ExampleCache, train_indices: np.ndarray, valid_examples: np.ndarray,
             valid_labels: Optional[np.ndarray] = None) -> bool:
@@ -137,7 +167,8 @@ class FastCandidate:
         if len(valid_examples):
             valid_scores = learner.predict_features(self._raw_features("valid", valid_examples))
         self.fitted_on, self.quick = len(train_indices), quick  # tried on these: the next refit waits for more
-        if self._worse_on_validation(valid_scores, valid_labels):
+        self.accepted = not self._worse_on_validation(valid_scores, valid_labels)
+        if not self.accepted:
             logger.info("fast learner refitted on %d examples scores lower on validation (%.4f, %.4f before): kept "
                         "the last fit", len(train_indices), nauc(valid_labels, valid_scores),
                         nauc(valid_labels, self.valid_scores))

@@ -214,8 +214,9 @@ class Trainer:
         if not early_fit and not session.has_network and self.config.train_network and self._wait_for_refit(session):
             early_fit = self._fast_fit_fits() and self._fit_fast_learner(session)
         if not self.config.train_network:
-            available = len(session.cache) - len(session.valid_indices)
-            if self.fast is None or (session.filler.finished and self.fast.complete(available)):
+            available, held_out = len(session.cache) - len(session.valid_indices), len(session.valid_indices)
+            if self.fast is None or (session.filler.finished and self.fast.complete(available)
+                                     and not self.fast.wants_valid_fit(available, held_out)):
                 self._stop_training()
             elif early_fit:  # predicted at once; the next call refits or waits for more examples
                 return

@@ -10,6 +10,7 @@ from autoclint.candidates import (
     FAST_LEARNER,
     NETWORK,
     REFIT_TOLERANCE,
+    VALID_FIT_MIN_SHARE,
     FastCandidate,
     blend,
     choose_prediction,
@@ -130,8 +131,56 @@ def test_the_first_fit_is_quick_and_the_next_call_fits_the_full_learner():
     assert candidate.fit_if_grown(cache, valid, all_read=True) and candidate.quick
     assert candidate.learner.settings.random_features < 1000
     assert candidate.fit_if_grown(cache, valid, all_read=True) and not candidate.quick
-    assert candidate.learner.settings.random_features == 1000
+    assert candidate.learner.settings.random_features == 1000 and not candidate.with_valid
+    assert candidate.fit_if_grown(cache, valid, all_read=True) and candidate.with_valid  # validation added
     assert not candidate.fit_if_grown(cache, valid, all_read=True)
+
+
+def cache_with_a_class_only_in(indices, count=300, seed=0):
+    """Three classes (a bright band in one of three rows of cells); class 2 only at `indices`."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, count)
+    labels[indices] = 2
+    images = rng.integers(0, 60, (count, 1, 9, 9, 1)).astype(np.uint8)
+    for index, label in enumerate(labels):
+        images[index, 0, 3 * label : 3 * label + 3] += 150
+    cache = ExampleCache((1, 9, 9, 1), 3, capacity=count)
+    for image, label in zip(images, np.eye(3, dtype=np.float32)[labels]):
+        cache.append(image, label)
+    return cache, images, labels
+
+
+def test_once_all_is_read_the_fast_learner_also_learns_the_validation_examples():
+    """The last fit adds the held-out examples (a class seen only there is then predicted); its validation
+    scores stay those of the fit that never saw them."""
+    valid = np.arange(0, 300, 10)
+    cache, images, labels = cache_with_a_class_only_in(valid)
+    candidate = FastCandidate(FastLearnerSettings(random_features=64), False, 3)
+    assert candidate.fit_if_grown(cache, valid, all_read=False) and not candidate.with_valid
+    assert not candidate.fit_if_grown(cache, valid, all_read=False)  # the validation examples wait for the end
+    class_two = images[valid]
+    before, scores, version = candidate.learner.predict(class_two)[:, 2], candidate.valid_scores, candidate.version
+    assert candidate.fit_if_grown(cache, valid, all_read=True) and candidate.with_valid
+    assert candidate.version == version + 1 and candidate.learner.num_fitted == 300
+    assert candidate.valid_scores is scores
+    assert before.max() < 0.01 and candidate.learner.predict(class_two)[:, 2].min() > 0.5
+    assert not candidate.fit_if_grown(cache, valid, all_read=True)
+
+
+def test_the_validation_examples_are_added_only_to_a_full_fit_on_the_whole_training_part():
+    valid = np.arange(0, 300, 10)
+    cache, _, _ = cache_with_a_class_only_in(valid)
+    available = 300 - len(valid)
+    candidate = FastCandidate(FastLearnerSettings(random_features=64), False, 3)
+    candidate.fitted_on, candidate.accepted = available, True
+    assert candidate.wants_valid_fit(available, len(valid))
+    assert not candidate.wants_valid_fit(available + 1, len(valid))  # a subsample, or examples not yet fitted
+    assert not candidate.wants_valid_fit(available, int(VALID_FIT_MIN_SHARE * available) - 1)  # too few to matter
+    assert not candidate.wants_valid_fit(available, 0)
+    candidate.quick = True  # the quick first fit is followed by the full one first
+    assert not candidate.wants_valid_fit(available, len(valid))
+    candidate.quick, candidate.accepted = False, False  # the last refit was refused: the fit in use saw fewer
+    assert not candidate.wants_valid_fit(available, len(valid))
 
 
 def test_a_refit_that_scores_lower_on_validation_is_not_used():

@@ -224,8 +224,10 @@ def test_the_first_prediction_comes_from_the_fast_learner_before_any_network_ste
         np.testing.assert_allclose(prediction, trainer.fast.learner.predict(trainer._test_examples), atol=1e-5)
         trainer.train(train, remaining_time_budget=28.0)
         assert trainer.fast.version == 2 and not trainer.session.has_network  # the full fit, predicted at once
+        trainer.train(train, remaining_time_budget=27.5)
+        assert trainer.fast.with_valid and not trainer.session.has_network  # the validation examples added
         trainer.train(train, remaining_time_budget=27.0)
-        assert trainer.session.has_network and trainer.epochs >= 1  # built and trained from the third call on
+        assert trainer.session.has_network and trainer.epochs >= 1  # built and trained from the fourth call on
     finally:
         trainer.close()
 
@@ -240,6 +242,7 @@ def test_the_fast_learner_alone_never_trains_the_network():
             assert trainer.test(train).shape == (120, 3)
             calls += 1
         assert trainer.done_training and trainer.epochs == 0 and trainer.session.loader is None
+        assert trainer.fast.with_valid  # it stopped after the last fit, with the validation examples
     finally:
         trainer.close()
 

@@ -185,6 +185,8 @@ def test_the_first_fit_uses_what_was_read_and_waits_for_no_more():
         trainer.train(iter(source), remaining_time_budget=60.0)
         assert trainer.fast.version == 2 and trainer.fast.fitted_on > 700 - len(session.valid)  # more read
         assert not session.has_network
+        trainer.train(iter(source), remaining_time_budget=60.0)  # all read: the validation examples added
+        assert trainer.fast.version == 3 and trainer.fast.with_valid and not session.has_network
         trainer.train(iter(source), remaining_time_budget=60.0)
         assert session.has_network and trainer.epochs >= 1
     finally:
