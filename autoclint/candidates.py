@@ -119,8 +119,8 @@ class FastCandidate:
         return max(1, math.ceil(REFIT_GROWTH * self.fitted_on))
 
     def wants_valid_fit(self, available: int, num_valid: int) -> bool:
-        """Whether to fit once more with the `num_valid` validation examples added: the fit in use is a full one
-        on all `available` training examples, and they add at least `VALID_FIT_MIN_SHARE` of them."""
+        """Whether to fit once more with the `num_valid` validation examples added: the fit in use is a full
+        one on all `available` training examples, and they add at least `VALID_FIT_MIN_SHARE` of them."""
         return (not self.with_valid and self.accepted and not self.quick and self.fitted_on >= available
                 and num_valid >= max(1.0, VALID_FIT_MIN_SHARE * available))
 

@@ -157,9 +157,10 @@ def test_once_all_is_read_the_fast_learner_also_learns_the_validation_examples()
     cache, images, labels = cache_with_a_class_only_in(valid)
     candidate = FastCandidate(FastLearnerSettings(random_features=64), False, 3)
     assert candidate.fit_if_grown(cache, valid, all_read=False) and not candidate.with_valid
-    assert not candidate.fit_if_grown(cache, valid, all_read=False)  # the validation examples wait for the end
+    assert not candidate.fit_if_grown(cache, valid, all_read=False)  # validation examples wait for the end
     class_two = images[valid]
-    before, scores, version = candidate.learner.predict(class_two)[:, 2], candidate.valid_scores, candidate.version
+    before = candidate.learner.predict(class_two)[:, 2]
+    scores, version = candidate.valid_scores, candidate.version
     assert candidate.fit_if_grown(cache, valid, all_read=True) and candidate.with_valid
     assert candidate.version == version + 1 and candidate.learner.num_fitted == 300
     assert candidate.valid_scores is scores
@@ -175,7 +176,8 @@ def test_the_validation_examples_are_added_only_to_a_full_fit_on_the_whole_train
     candidate.fitted_on, candidate.accepted = available, True
     assert candidate.wants_valid_fit(available, len(valid))
     assert not candidate.wants_valid_fit(available + 1, len(valid))  # a subsample, or examples not yet fitted
-    assert not candidate.wants_valid_fit(available, int(VALID_FIT_MIN_SHARE * available) - 1)  # too few to matter
+    too_few = int(VALID_FIT_MIN_SHARE * available) - 1
+    assert not candidate.wants_valid_fit(available, too_few)
     assert not candidate.wants_valid_fit(available, 0)
     candidate.quick = True  # the quick first fit is followed by the full one first
     assert not candidate.wants_valid_fit(available, len(valid))

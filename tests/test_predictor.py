@@ -74,7 +74,7 @@ def test_model_test_and_the_predictor_give_the_same_probabilities():
     train, test = two_class_pairs(200, 1), two_class_pairs(30, 2)
     trainer = Trainer(Metadata(len(train), 2), config)
     try:
-        for _ in range(4):  # the fast learner's quick, full and last fits, then the network's first checkpoint
+        for _ in range(4):  # the fast learner's quick, full and last fits, then the network's checkpoint
             trainer.train(train, remaining_time_budget=60)
         from_test = trainer.test(test, remaining_time_budget=60)
         chosen = trainer.predictor()

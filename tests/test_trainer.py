@@ -227,7 +227,7 @@ def test_the_first_prediction_comes_from_the_fast_learner_before_any_network_ste
         trainer.train(train, remaining_time_budget=27.5)
         assert trainer.fast.with_valid and not trainer.session.has_network  # the validation examples added
         trainer.train(train, remaining_time_budget=27.0)
-        assert trainer.session.has_network and trainer.epochs >= 1  # built and trained from the fourth call on
+        assert trainer.session.has_network and trainer.epochs >= 1  # built and trained from the 4th call on
     finally:
         trainer.close()
 
